@@ -1,0 +1,45 @@
+# `make demo` and `make test` each create .venv when it is missing, install the package, then run.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+export HF_HUB_OFFLINE := 1
+export MPLBACKEND := Agg
+export TQDM_DISABLE := 1
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+
+.PHONY: demo test test-fast install lint format bench clean-runs
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml constraints.txt | $(PY)
+	@echo "installing dino_lib and its dependencies into $(VENV) (first time: a few minutes)"
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev]" > $(VENV)/pip.log 2>&1 || (grep -v "is ignored: it is neither" $(VENV)/pip.log; exit 1)
+	$(PY) -c "import torch, torchvision, timm, dino_lib; print('installed: torch', torch.__version__, 'torchvision', torchvision.__version__, 'timm', timm.__version__)"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m dino_lib.demo --out runs/demo
+
+test: $(STAMP)
+	$(PY) -m pytest -p no:cacheprovider tests
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -p no:cacheprovider -m "not slow and not ui and not ddp and not notebook" tests
+
+lint: $(STAMP)
+	$(PY) -m ruff check dino_lib tests benchmarks
+	$(PY) -m ruff format --check dino_lib tests benchmarks
+
+format: $(STAMP)
+	$(PY) -m ruff format dino_lib tests benchmarks
+	$(PY) -m ruff check --fix dino_lib tests benchmarks
+
+bench: $(STAMP)
+	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
+
+clean-runs:
+	rm -rf runs/ci

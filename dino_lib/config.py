@@ -1,0 +1,317 @@
+"""Typed configurations: dataclasses loaded from YAML, validated with clear errors, recorded per run.
+
+Every command-line twin (``python -m dino_lib.<module> --config FILE [key=value ...]``) and every notebook
+goes through :func:`load_config`, so one set of checks guards all entry points:
+
+* unknown keys are errors with a "did you mean" suggestion;
+* values are checked against the field's type annotation (``int``, ``float``, ``bool``, ``str``, ``X | None``,
+  ``list[X]``, ``tuple[X, ...]``, ``Literal[...]``, nested dataclasses, ``dict``);
+* range and choice constraints declared with :func:`param` name the key and what is allowed.
+
+Derived values are computed once by the consumer (style rule 2) and the resolved config, the package version,
+the git commit and the torch version are written into the run directory by :func:`save_run_config`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import subprocess
+import types
+import typing
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+
+from dino_lib.utils.io import atomic_write_text
+
+T = TypeVar("T")
+
+__all__ = [
+    "ConfigError",
+    "param",
+    "from_dict",
+    "to_dict",
+    "load_config",
+    "parse_overrides",
+    "save_run_config",
+    "run_metadata",
+    "cli_config",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration value or file is invalid; the message names the key, the allowed values and the fix."""
+
+
+def param(
+    default: Any = dataclasses.MISSING,
+    *,
+    default_factory: Any = dataclasses.MISSING,
+    choices: Sequence[Any] | None = None,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    help: str = "",
+) -> Any:
+    """A dataclass field with validation metadata (choices and numeric bounds) and a help string."""
+    meta = {"choices": choices, "ge": ge, "gt": gt, "le": le, "lt": lt, "help": help}
+    if default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def _type_name(tp: Any) -> str:
+    if isinstance(tp, type):
+        return tp.__name__
+    return str(tp).replace("typing.", "")
+
+
+def _check_value(value: Any, tp: Any, key: str) -> Any:
+    """Return ``value`` converted to ``tp`` where lossless (int -> float, list -> tuple), else raise ConfigError."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _check_value(value, arg, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, found {value!r} ({type(value).__name__})")
+    if origin is Literal:
+        if value in args:
+            return value
+        raise ConfigError(f"{key}: expected one of {list(args)}, found {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected a mapping of {tp.__name__} fields, found {value!r}")
+        return from_dict(tp, value, prefix=f"{key}.")
+    if origin in (list, tuple, Sequence) or tp in (list, tuple):
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key}: expected a list, found {value!r} ({type(value).__name__})")
+        if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
+            if len(args) != len(value):
+                raise ConfigError(f"{key}: expected a list of {len(args)} values, found {len(value)}: {value!r}")
+            return tuple(_check_value(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(args, value)))
+        item_tp = args[0] if args else Any
+        items = [_check_value(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if (origin is tuple or tp is tuple) else items
+    if origin is dict or tp is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected a mapping, found {value!r}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true or false, found {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected an integer, found {value!r} ({type(value).__name__})")
+    if tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{key}: expected a number, found {value!r} ({type(value).__name__})")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, Path):
+            return str(value)
+        raise ConfigError(f"{key}: expected a string, found {value!r} ({type(value).__name__})")
+    if isinstance(tp, type) and isinstance(value, tp):
+        return value
+    raise ConfigError(f"{key}: expected {_type_name(tp)}, found {value!r}")
+
+
+def _check_bounds(value: Any, meta: Mapping[str, Any], key: str) -> None:
+    choices = meta.get("choices")
+    if choices is not None and value not in choices:
+        raise ConfigError(f"{key}: expected one of {list(choices)}, found {value!r}")
+    if value is None or not isinstance(value, int | float) or isinstance(value, bool):
+        return
+    checks = {"ge": (">=", lambda a, b: a >= b), "gt": (">", lambda a, b: a > b),
+              "le": ("<=", lambda a, b: a <= b), "lt": ("<", lambda a, b: a < b)}
+    for name, (symbol, holds) in checks.items():
+        limit = meta.get(name)
+        if limit is not None and not holds(value, limit):
+            raise ConfigError(f"{key}: must be {symbol} {limit}, found {value!r}")
+
+
+def from_dict(cls: type[T], data: Mapping[str, Any] | None, *, prefix: str = "", source: str = "") -> T:
+    """Build dataclass ``cls`` from a mapping, validating keys, types and bounds.
+
+    Args:
+        cls: the dataclass type.
+        data: the values; missing keys take the field defaults.
+        prefix: dotted prefix used in messages for nested configs.
+        source: file name used in messages.
+
+    Raises:
+        ConfigError: on unknown keys (with a suggestion), missing required keys, wrong types or values.
+    """
+    data = dict(data or {})
+    where = f" in {source}" if source else ""
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = [k for k in data if k not in known]
+    if unknown:
+        msgs = []
+        for k in unknown:
+            close = difflib.get_close_matches(str(k), list(known), n=1, cutoff=0.6)
+            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+            msgs.append(f"'{prefix}{k}'{hint}")
+        raise ConfigError(
+            f"unknown key{'s' if len(msgs) > 1 else ''} {', '.join(msgs)}{where}; "
+            f"allowed keys for {cls.__name__}: {', '.join(prefix + n for n in known)}"
+        )
+    kwargs: dict[str, Any] = {}
+    for name, fld in known.items():
+        key = prefix + name
+        if name in data:
+            value = _check_value(data[name], hints[name], key)
+        elif fld.default is not dataclasses.MISSING:
+            value = fld.default
+        elif fld.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            value = fld.default_factory()  # type: ignore[misc]
+        else:
+            raise ConfigError(f"missing required key '{key}'{where}")
+        try:
+            _check_bounds(value, fld.metadata, key)
+        except ConfigError as err:
+            raise ConfigError(f"{err}{where}") from None
+        kwargs[name] = value
+    obj = cls(**kwargs)
+    validate = getattr(obj, "validate", None)
+    if callable(validate):
+        validate()
+    return obj
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain-data (YAML-safe) dictionary of a config dataclass; tuples become lists."""
+
+    def plain(v: Any) -> Any:
+        if dataclasses.is_dataclass(v) and not isinstance(v, type):
+            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, list | tuple):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {str(k): plain(x) for k, x in v.items()}
+        if isinstance(v, Path):
+            return str(v)
+        return v
+
+    return plain(cfg)
+
+
+def parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:
+    """Turn ``["a.b=3", "name=vit_small"]`` into a nested dict; values are parsed as YAML scalars/lists."""
+    out: dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' is not of the form key=value (e.g. epochs=10)")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw) if raw != "" else ""
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
+def _merge(base: dict[str, Any], delta: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for k, v in delta.items():
+        if isinstance(v, Mapping) and isinstance(merged.get(k), Mapping):
+            merged[k] = _merge(dict(merged[k]), v)
+        else:
+            merged[k] = v
+    return merged
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping with ``yaml.safe_load``; clear errors for a missing file or a non-mapping."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path} (give the path of an existing YAML file)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys to values at the top level, found {type(data).__name__}")
+    return data
+
+
+def load_config(
+    cls: type[T],
+    path: str | Path | None = None,
+    overrides: Iterable[str] | Mapping[str, Any] = (),
+) -> T:
+    """Load ``cls`` from a YAML file (optional) plus overrides (``key=value`` strings or a mapping)."""
+    data = read_yaml(path) if path is not None else {}
+    data.pop("_meta", None)  # written by save_run_config; a run's config.yaml can be reloaded as is
+    delta = dict(overrides) if isinstance(overrides, Mapping) else parse_overrides(overrides)
+    return from_dict(cls, _merge(data, delta), source=str(path) if path is not None else "")
+
+
+def _git_commit() -> str | None:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def run_metadata() -> dict[str, Any]:
+    """Package version, git commit and library versions recorded in every run directory."""
+    import platform
+
+    import torch
+
+    import dino_lib
+
+    return {
+        "dino_lib_version": dino_lib.__version__,
+        "git_commit": _git_commit(),
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+    }
+
+
+def save_run_config(cfg: Any, run_dir: str | Path, name: str = "config.yaml") -> Path:
+    """Write the resolved config plus run metadata (under ``_meta``) atomically into ``run_dir``."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    payload = to_dict(cfg)
+    payload["_meta"] = run_metadata()
+    path = run_dir / name
+    atomic_write_text(path, yaml.safe_dump(payload, sort_keys=False))
+    return path
+
+
+def cli_config(cls: type[T], argv: Sequence[str] | None = None, description: str = "") -> T:
+    """Parse ``--config FILE [key=value ...]`` for a command-line twin and return the validated config."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--config", type=Path, default=None, help="YAML file with the parameters")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides (dotted keys for nested values)")
+    args = parser.parse_args(argv)
+    return load_config(cls, args.config, args.overrides)

@@ -1,0 +1,171 @@
+"""DINO Vision Transformers (tiny/small/base, patch 8/16) on top of timm's ``VisionTransformer``.
+
+State-dict compatible with the released DINO backbones (150 keys, training.md §5.6): ``cls_token``,
+``pos_embed``, ``patch_embed.proj.*``, ``blocks.i.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2}.*``, ``norm.*``.
+Pre-norm blocks, LayerNorm eps 1e-6, exact GELU, qkv bias, stochastic depth linearly spaced from 0
+(training.md §5.3), the reference initialisation (§5.5) and the reference positional interpolation (§5.2).
+
+Attention runs through fused SDPA (timm's ``fused_attn``); :func:`explicit_attention` recomputes the softmax
+weights of one block only when they are asked for (style rule 7), so maps never slow the normal path.
+
+References:
+    Caron et al., "Emerging Properties in Self-Supervised Vision Transformers", ICCV 2021.
+    Dosovitskiy et al., "An Image is Worth 16x16 Words", ICLR 2021.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+import torch.nn as nn
+from timm.models.vision_transformer import VisionTransformer
+
+from dino_lib.models.pos_embed import PosInterpolation, interpolate_pos_embed
+
+__all__ = ["DinoVisionTransformer", "VIT_SIZES", "explicit_attention"]
+
+# name -> (embed_dim, depth, num_heads); training.md §5.6
+VIT_SIZES: dict[str, tuple[int, int, int]] = {
+    "vit_tiny": (192, 12, 3),
+    "vit_small": (384, 12, 6),
+    "vit_base": (768, 12, 12),
+}
+
+
+def explicit_attention(attn: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Softmax attention weights ``(B, heads, T, T)`` of a timm ``Attention`` module on its input ``x`` (B, T, D).
+
+    Same arithmetic as the module's non-fused path (qkv, optional q/k norm, scale, softmax), computed in fp32.
+    """
+    b, t, _ = x.shape
+    heads = attn.num_heads
+    qkv = attn.qkv(x).reshape(b, t, 3, heads, -1).permute(2, 0, 3, 1, 4)  # (3, B, heads, T, hd)
+    q, k, _ = qkv.unbind(0)
+    q, k = attn.q_norm(q), attn.k_norm(k)
+    logits = (q.float() * attn.scale) @ k.float().transpose(-2, -1)  # (B, heads, T, T)
+    return logits.softmax(dim=-1)
+
+
+class DinoVisionTransformer(VisionTransformer):
+    """A timm ViT that keeps the DINO reference behaviour: CLS output, +0.1 interpolation, DINO APIs.
+
+    Args:
+        patch_size: 8 or 16 (any positive size works).
+        embed_dim, depth, num_heads: transformer size.
+        img_size: size of the stored positional table (224 in every released model).
+        drop_path_rate: stochastic depth of the last block (0 for teachers).
+        pos_interpolation: ``"dino"`` (reference), ``"size"`` or ``"timm"``; see :mod:`dino_lib.models.pos_embed`.
+        in_chans: input channels.
+    """
+
+    def __init__(
+        self,
+        *,
+        patch_size: int = 16,
+        embed_dim: int = 384,
+        depth: int = 12,
+        num_heads: int = 6,
+        img_size: int = 224,
+        drop_path_rate: float = 0.0,
+        pos_interpolation: PosInterpolation = "dino",
+        in_chans: int = 3,
+        mlp_ratio: float = 4.0,
+    ) -> None:
+        super().__init__(
+            img_size=img_size,
+            patch_size=patch_size,
+            in_chans=in_chans,
+            num_classes=0,
+            global_pool="token",
+            embed_dim=embed_dim,
+            depth=depth,
+            num_heads=num_heads,
+            mlp_ratio=mlp_ratio,
+            qkv_bias=True,
+            dynamic_img_size=True,
+            drop_path_rate=drop_path_rate,
+            norm_layer=partial(nn.LayerNorm, eps=1e-6),
+            act_layer=nn.GELU,
+            weight_init="skip",
+        )
+        self.patch_size = patch_size
+        self.num_heads = num_heads
+        self.pos_interpolation: PosInterpolation = pos_interpolation
+        self._init_like_reference()
+
+    def _init_like_reference(self) -> None:
+        """training.md §5.5: trunc-normal(0.02) for tokens and Linear weights, zero biases, LN (1, 0)."""
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def interpolate_pos_encoding(self, grid_hw: tuple[int, int], image_hw: tuple[int, int]) -> torch.Tensor:
+        """The positional table for a ``grid_hw`` patch grid of an ``image_hw`` image (training.md §5.2)."""
+        return interpolate_pos_embed(
+            self.pos_embed,
+            grid_hw,
+            image_hw=image_hw,
+            num_prefix_tokens=self.num_prefix_tokens,
+            mode=self.pos_interpolation,
+        )
+
+    def prepare_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """Patch-embed, prepend CLS, add the (interpolated) positional table: ``(B, 3, H, W) -> (B, 1 + h*w, D)``."""
+        image_hw = (x.shape[-2], x.shape[-1])
+        x = self.patch_embed(x)  # (B, h, w, D); sides not divisible by p lose the remainder, as the reference
+        b, h, w, d = x.shape
+        x = x.reshape(b, h * w, d)  # row-major: row = image y
+        x = torch.cat([self.cls_token.expand(b, -1, -1), x], dim=1)  # (B, 1 + h*w, D)
+        x = x + self.interpolate_pos_encoding((h, w), image_hw)
+        return self.pos_drop(x)
+
+    def forward_features(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """All tokens after the final LayerNorm, ``(B, 1 + h*w, D)``."""
+        x = self.prepare_tokens(x)
+        if attn_mask is None:
+            x = self.blocks(x)
+        else:
+            for blk in self.blocks:
+                x = blk(x, attn_mask=attn_mask)
+        return self.norm(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The final-normed CLS feature ``(B, D)``; the (identity) classifier head is never called."""
+        return self.forward_features(x)[:, 0]
+
+    def get_intermediate_layers(self, x: torch.Tensor, n: int = 1) -> list[torch.Tensor]:  # type: ignore[override]
+        """Outputs of the last ``n`` blocks, each through the final LayerNorm, oldest first; each ``(B, T, D)``."""
+        x = self.prepare_tokens(x)
+        outputs = []
+        depth = len(self.blocks)
+        for i, blk in enumerate(self.blocks):
+            x = blk(x)
+            if i >= depth - n:
+                outputs.append(self.norm(x))
+        return outputs
+
+    def get_selfattention(self, x: torch.Tensor, block: int = -1) -> torch.Tensor:
+        """Softmax attention ``(B, heads, T, T)`` of block ``block`` (negative counts from the end).
+
+        Blocks before it run on the fused path; only the requested block's weights are computed explicitly, on
+        LN1 of that block's input, as the reference ``get_last_selfattention``.
+        """
+        depth = len(self.blocks)
+        index = block % depth
+        x = self.prepare_tokens(x)
+        for blk in self.blocks[:index]:
+            x = blk(x)
+        target = self.blocks[index]
+        return explicit_attention(target.attn, target.norm1(x))
+
+    def get_last_selfattention(self, x: torch.Tensor) -> torch.Tensor:
+        """Softmax attention of the last block, ``(B, heads, T, T)`` (the reference API)."""
+        return self.get_selfattention(x, block=-1)

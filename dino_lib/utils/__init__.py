@@ -1,0 +1,1 @@
+"""Small, specific utilities (no grab-bag): safe I/O, seeding, timing."""

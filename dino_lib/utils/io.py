@@ -1,0 +1,99 @@
+"""Atomic file writes and safe checkpoint reading.
+
+Outputs are written to a temporary name in the destination folder and renamed, so a crash or a kill never
+leaves a half-written file under the final name (DESIGN.md, "No half-written outputs").
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["atomic_write", "atomic_write_text", "atomic_write_bytes", "atomic_torch_save", "safe_torch_load"]
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp_path)`` on a temporary file beside ``path``, fsync it, then rename it onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    return atomic_write(path, lambda p: p.write_bytes(data))
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write(path, lambda p: p.write_text(text))
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` through a temporary file and an atomic rename."""
+    return atomic_write(path, lambda p: torch.save(obj, p))
+
+
+# Types found in legacy DINO/MAE/HIPT checkpoints (pickled argparse.Namespace in "args", NumPy scalars in
+# "epoch"/"best_acc"). They are admitted explicitly; everything else is refused by weights_only=True.
+_LEGACY_SAFE_GLOBALS: list[Any] = [
+    argparse.Namespace,
+    np.dtype,
+    np.ndarray,
+    np.float64,
+    np.float32,
+    np.int64,
+    np.int32,
+    type(np.dtype("float64")),
+    type(np.dtype("float32")),
+    type(np.dtype("int64")),
+    type(np.dtype("int32")),
+]
+try:  # NumPy >= 2 moved the reconstruct helpers under numpy._core
+    from numpy._core.multiarray import _reconstruct as _np_reconstruct  # type: ignore[attr-defined]
+    from numpy._core.multiarray import scalar as _np_scalar  # type: ignore[attr-defined]
+
+    _LEGACY_SAFE_GLOBALS += [_np_reconstruct, _np_scalar]
+except ImportError:  # pragma: no cover - NumPy 1.x
+    pass
+
+
+def safe_torch_load(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+    """Load a checkpoint with ``weights_only=True`` plus an explicit allow-list for legacy pickles.
+
+    Raises:
+        FileNotFoundError: the path does not exist (nothing is ever downloaded instead).
+        ValueError: the file holds objects outside the allow-list, or is not a torch checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"checkpoint not found: {path} (weights are only read from local files; give the path of a .pth file)"
+        )
+    data = path.read_bytes()
+    try:
+        with torch.serialization.safe_globals(_LEGACY_SAFE_GLOBALS):
+            return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises UnpicklingError / RuntimeError subclasses
+        raise ValueError(
+            f"could not load {path} as a checkpoint with weights_only=True: {err}. Only tensors, plain Python "
+            "data, argparse.Namespace and NumPy scalars/arrays are admitted; re-save the file with plain data."
+        ) from None
+

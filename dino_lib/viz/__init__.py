@@ -1,0 +1,1 @@
+"""Figures, overlays, palettes, videos and widgets. Each topic lives in its own module; import from there."""
