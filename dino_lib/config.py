@@ -141,8 +141,12 @@ def _check_bounds(value: Any, meta: Mapping[str, Any], key: str) -> None:
         raise ConfigError(f"{key}: expected one of {list(choices)}, found {value!r}")
     if value is None or not isinstance(value, int | float) or isinstance(value, bool):
         return
-    checks = {"ge": (">=", lambda a, b: a >= b), "gt": (">", lambda a, b: a > b),
-              "le": ("<=", lambda a, b: a <= b), "lt": ("<", lambda a, b: a < b)}
+    checks = {
+        "ge": (">=", lambda a, b: a >= b),
+        "gt": (">", lambda a, b: a > b),
+        "le": ("<=", lambda a, b: a <= b),
+        "lt": ("<", lambda a, b: a < b),
+    }
     for name, (symbol, holds) in checks.items():
         limit = meta.get(name)
         if limit is not None and not holds(value, limit):

@@ -48,7 +48,9 @@ class LoadReport:
     resampled: list[str]
 
     def __str__(self) -> str:
-        parts = [f"loaded {self.loaded} tensors from {self.path}" + (f" [{self.source_key}]" if self.source_key else "")]
+        parts = [
+            f"loaded {self.loaded} tensors from {self.path}" + (f" [{self.source_key}]" if self.source_key else "")
+        ]
         if self.missing:
             parts.append(f"missing: {self.missing}")
         if self.unexpected:
@@ -71,7 +73,9 @@ def _strip_prefixes(key: str) -> str:
     return key
 
 
-def extract_state_dict(checkpoint: Any, checkpoint_key: str | None = "teacher", path: str = "") -> tuple[dict, str | None]:
+def extract_state_dict(
+    checkpoint: Any, checkpoint_key: str | None = "teacher", path: str = ""
+) -> tuple[dict, str | None]:
     """Find the backbone state dict inside a loaded checkpoint and strip DDP/wrapper prefixes.
 
     Returns:

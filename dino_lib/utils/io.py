@@ -96,4 +96,3 @@ def safe_torch_load(path: str | Path, map_location: str | torch.device = "cpu") 
             f"could not load {path} as a checkpoint with weights_only=True: {err}. Only tensors, plain Python "
             "data, argparse.Namespace and NumPy scalars/arrays are admitted; re-save the file with plain data."
         ) from None
-

@@ -1,0 +1,132 @@
+"""Every notebook under notebooks/ runs twice: under nbval (``--nbval-lax``, stored defaults) and under papermill
+with its ``params/<name>/ci.yaml``. Committed notebooks must carry no outputs, must have exactly one
+``parameters`` cell, and its defaults must equal ``ci.yaml`` (environment.md §6, style.md §7-8)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+NB_IDS = [nb.stem for nb in NOTEBOOKS]
+
+
+def _cells(nb_path: Path) -> list[dict]:
+    return json.loads(nb_path.read_text())["cells"]
+
+
+def _parameter_cells(nb_path: Path) -> list[dict]:
+    return [c for c in _cells(nb_path) if "parameters" in c.get("metadata", {}).get("tags", [])]
+
+
+def _parameter_defaults(nb_path: Path) -> dict:
+    """Literal assignments of the parameters cell, evaluated safely (no code is run)."""
+    (cell,) = _parameter_cells(nb_path)
+    source = "".join(cell["source"])
+    values = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            values[node.targets[0].id] = ast.literal_eval(node.value)
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+            values[node.target.id] = ast.literal_eval(node.value)
+    return values
+
+
+def _ci_params(nb_path: Path) -> Path:
+    return REPO / "params" / nb_path.stem / "ci.yaml"
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS, "no notebooks found under notebooks/"
+
+
+@pytest.mark.parametrize("nb_path", NOTEBOOKS, ids=NB_IDS)
+def test_notebook_is_stripped(nb_path: Path):
+    dirty = [
+        i
+        for i, c in enumerate(_cells(nb_path))
+        if c["cell_type"] == "code" and (c.get("outputs") or c.get("execution_count"))
+    ]
+    assert not dirty, f"{nb_path.name}: cells {dirty} carry outputs or execution counts; strip them before committing"
+
+
+@pytest.mark.parametrize("nb_path", NOTEBOOKS, ids=NB_IDS)
+def test_parameters_cell_matches_ci_yaml(nb_path: Path):
+    assert len(_parameter_cells(nb_path)) == 1, f"{nb_path.name}: expected exactly one cell tagged 'parameters'"
+    ci = _ci_params(nb_path)
+    assert ci.is_file(), f"{nb_path.name}: missing {ci.relative_to(REPO)}"
+    expected = yaml.safe_load(ci.read_text()) or {}
+    defaults = _parameter_defaults(nb_path)
+    assert defaults == expected, (
+        f"{nb_path.name}: parameters cell defaults differ from {ci.relative_to(REPO)}:\n"
+        f"  only in notebook/different: { {k: v for k, v in defaults.items() if expected.get(k, object()) != v} }\n"
+        f"  only in ci.yaml/different: { {k: v for k, v in expected.items() if defaults.get(k, object()) != v} }"
+    )
+    assert "output_dir" in defaults, f"{nb_path.name}: every notebook takes an 'output_dir' parameter"
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(HF_HUB_OFFLINE="1", TQDM_DISABLE="1", MPLBACKEND="Agg", PYDEVD_DISABLE_FILE_VALIDATION="1")
+    return env
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("nb_path", NOTEBOOKS, ids=NB_IDS)
+def test_notebook_runs_with_papermill_ci_params(nb_path: Path, tmp_path: Path, isolated_home: Path):
+    out = tmp_path / f"{nb_path.stem}.executed.ipynb"
+    cmd = [
+        sys.executable,
+        "-m",
+        "papermill",
+        str(nb_path),
+        str(out),
+        "-k",
+        "python3",
+        "-f",
+        str(_ci_params(nb_path)),
+        "--cwd",
+        str(tmp_path),
+        "--no-progress-bar",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=600)
+    assert proc.returncode == 0, f"papermill failed on {nb_path.name}:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+    executed = json.loads(out.read_text())
+    errors = [o for c in executed["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors, f"{nb_path.name}: error outputs in the executed notebook: {errors[:1]}"
+    injected = [c for c in executed["cells"] if "injected-parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(injected) == 1, "papermill did not inject the ci.yaml parameters"
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("nb_path", NOTEBOOKS, ids=NB_IDS)
+def test_notebook_passes_nbval_lax(nb_path: Path, tmp_path: Path, isolated_home: Path):
+    # nbval runs the stored defaults (== ci.yaml); run from a temporary folder so outputs land there.
+    local = tmp_path / nb_path.name
+    local.write_text(nb_path.read_text())
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--nbval-lax",
+        "--nbval-current-env",
+        "--nbval-cell-timeout=600",
+        "-o",
+        "addopts=",
+        "--rootdir",
+        str(tmp_path),
+        str(local),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=900)
+    assert proc.returncode == 0, f"nbval failed on {nb_path.name}:\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"

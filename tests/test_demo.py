@@ -1,0 +1,26 @@
+"""The demo pipeline covers every notebook, in an order where each chained artefact comes from an earlier step."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dino_lib.demo import DEMO_STEPS, REPO, step_parameters
+
+
+def test_demo_runs_every_notebook_once():
+    names = [s.notebook for s in DEMO_STEPS]
+    assert len(names) == len(set(names))
+    on_disk = sorted(p.stem for p in (REPO / "notebooks").glob("*.ipynb"))
+    assert sorted(names) == on_disk
+
+
+def test_chained_parameters_exist_and_come_from_earlier_steps(tmp_path: Path):
+    seen: list[str] = []
+    for step in DEMO_STEPS:
+        params = step_parameters(step, tmp_path)  # raises when a chained key is not a notebook parameter
+        assert params["output_dir"] == str(tmp_path / step.notebook)
+        for key, template in step.chained.items():
+            producer = template.split("/")[1]
+            assert producer in seen, f"{step.notebook}.{key} uses {producer}, which runs later or not at all"
+            assert params[key].startswith(str(tmp_path))
+        seen.append(step.notebook)
