@@ -8,7 +8,7 @@ export MPLBACKEND := Agg
 export TQDM_DISABLE := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: demo test test-fast install lint format bench clean-runs
+.PHONY: demo test test-fast install sample-data lint format bench clean-runs
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,9 @@ $(STAMP): pyproject.toml constraints.txt | $(PY)
 	touch $(STAMP)
 
 install: $(STAMP)
+
+sample-data: $(STAMP)
+	$(PY) -m dino_lib.sample_data
 
 demo: $(STAMP)
 	$(PY) -m dino_lib.demo --out runs/demo
