@@ -86,7 +86,8 @@ def extract_state_dict(
     source = None
     if checkpoint_key and checkpoint_key in checkpoint and isinstance(checkpoint[checkpoint_key], dict):
         source = checkpoint_key
-    elif checkpoint_key in ("teacher", "student") and ("teacher" in checkpoint or "student" in checkpoint):
+    elif checkpoint_key and ("teacher" in checkpoint or "student" in checkpoint):
+        # a training checkpoint: never fall back silently to another network than the one asked for
         raise CheckpointError(f"{path}: checkpoint_key {checkpoint_key!r} not found; it holds {sorted(checkpoint)}")
     else:
         for candidate in ("model", "state_dict", "teacher"):
@@ -192,5 +193,6 @@ def state_dict_hash(model_or_state: nn.Module | dict[str, torch.Tensor], length:
         tensor = state[key].detach().to("cpu").contiguous()
         digest.update(key.encode())
         digest.update(str(tuple(tensor.shape)).encode() + str(tensor.dtype).encode())
-        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+        # reshape(-1): 0-dim tensors (e.g. BatchNorm's num_batches_tracked) cannot be viewed as bytes directly
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     return digest.hexdigest()[:length]

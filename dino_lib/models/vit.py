@@ -43,8 +43,10 @@ def explicit_attention(attn: nn.Module, x: torch.Tensor) -> torch.Tensor:
     qkv = attn.qkv(x).reshape(b, t, 3, heads, -1).permute(2, 0, 3, 1, 4)  # (3, B, heads, T, hd)
     q, k, _ = qkv.unbind(0)
     q, k = attn.q_norm(q), attn.k_norm(k)
-    logits = (q.float() * attn.scale) @ k.float().transpose(-2, -1)  # (B, heads, T, T)
-    return logits.softmax(dim=-1)
+    # Autocast would run the product in bf16 again despite the casts; maps are always fp32.
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        logits = (q.float() * attn.scale) @ k.float().transpose(-2, -1)  # (B, heads, T, T)
+        return logits.softmax(dim=-1)
 
 
 class DinoVisionTransformer(VisionTransformer):
@@ -120,7 +122,11 @@ class DinoVisionTransformer(VisionTransformer):
     def prepare_tokens(self, x: torch.Tensor) -> torch.Tensor:
         """Patch-embed, prepend CLS, add the (interpolated) positional table: ``(B, 3, H, W) -> (B, 1 + h*w, D)``."""
         image_hw = (x.shape[-2], x.shape[-1])
-        x = self.patch_embed(x)  # (B, h, w, D); sides not divisible by p lose the remainder, as the reference
+        # The reference's strided convolution silently drops a remainder of the sides (training.md §5.1); timm's
+        # PatchEmbed asserts divisibility instead, so crop to whole patches first (identical result).
+        ph, pw = self.patch_embed.patch_size
+        x = x[..., : (image_hw[0] // ph) * ph, : (image_hw[1] // pw) * pw]
+        x = self.patch_embed(x)  # (B, h, w, D)
         b, h, w, d = x.shape
         x = x.reshape(b, h * w, d)  # row-major: row = image y
         x = torch.cat([self.cls_token.expand(b, -1, -1), x], dim=1)  # (B, 1 + h*w, D)

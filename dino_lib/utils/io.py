@@ -20,6 +20,17 @@ import torch
 __all__ = ["atomic_write", "atomic_write_text", "atomic_write_bytes", "atomic_torch_save", "safe_torch_load"]
 
 
+def _current_umask() -> int:
+    mask = os.umask(0o022)  # reading the umask needs setting it; restore at once
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates files readable by the owner only; outputs get the usual mode (0o666 minus the umask) instead,
+# so that results in shared run directories stay readable by colleagues and job schedulers.
+_FILE_MODE = 0o666 & ~_current_umask()
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_path)`` on a temporary file beside ``path``, fsync it, then rename it onto ``path``."""
     path = Path(path)
@@ -31,6 +42,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
         write(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
