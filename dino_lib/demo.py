@@ -35,7 +35,7 @@ class DemoStep:
 
 DEMO_STEPS: list[DemoStep] = [
     DemoStep("pretrain"),
-    DemoStep("evaluate", {"pretrained_weights": "{out}/pretrain/teacher_backbone.pth"}),
+    DemoStep("evaluate", {"pretrained_weights": "{out}/pretrain/teacher_backbone.pth", "arch": "auto"}),
     DemoStep("attention_maps", {"pretrained_weights": "{out}/pretrain/teacher_backbone.pth"}),
     DemoStep("propagate_segmentation", {"pretrained_weights": "{out}/pretrain/teacher_backbone.pth"}),
     DemoStep("segmentation_metrics", {"predictions": "{out}/propagate_segmentation"}),

@@ -1,0 +1,20 @@
+"""Frozen-feature evaluation: weighted k-NN and linear probes (evaluation.md), and the pretraining k-NN monitor."""
+
+from dino_lib.eval.data import DataError, LabelledImageFolder, labelled_splits
+from dino_lib.eval.knn import DEFAULT_NB_KNN, knn_classify, knn_evaluate, knn_neighbors, knn_scores
+from dino_lib.eval.linear import LinearClassifier, train_linear_probe
+from dino_lib.eval.monitor import knn_monitor
+
+__all__ = [
+    "DEFAULT_NB_KNN",
+    "DataError",
+    "LabelledImageFolder",
+    "LinearClassifier",
+    "knn_classify",
+    "knn_evaluate",
+    "knn_monitor",
+    "knn_neighbors",
+    "knn_scores",
+    "labelled_splits",
+    "train_linear_probe",
+]

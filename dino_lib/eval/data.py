@@ -1,0 +1,149 @@
+"""Labelled image folders for k-NN and linear probes (evaluation.md §1).
+
+Layout: ``data_path/train/<class>/*`` and ``data_path/val/<class>/*``; labels are the indices of the sorted class
+folder names, as torchvision's ``ImageFolder``. Unlike the reference, problems are reported before any work
+starts: a missing split, class sets that differ between train and val, a class folder without images. An image
+that cannot be decoded raises an error naming the file (at load time, so large folders are not decoded twice).
+
+``data_path`` may be ``sample:labelled`` (resolved by :func:`dino_lib.sample_data.resolve_data_path`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+__all__ = ["IMAGE_EXTENSIONS", "LabelledImageFolder", "DataError", "resolve_path", "labelled_splits"]
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+class DataError(ValueError):
+    """A labelled folder does not have the expected layout; the message names the folder and the fix."""
+
+
+def resolve_path(data_path: str | Path) -> Path:
+    """``sample:<name>[/sub]`` -> the embedded sample data; any other string is a real path."""
+    text = str(data_path)
+    if text.startswith("sample:"):
+        from dino_lib.sample_data import resolve_data_path
+
+        return Path(resolve_data_path(text))
+    return Path(text).expanduser()
+
+
+class LabelledImageFolder(Dataset):
+    """``root/<class>/<image>`` with sorted class names; items are ``(transform(image), label)``.
+
+    Args:
+        root: the split folder (e.g. ``data_path/train``).
+        transform: applied to the RGB PIL image.
+        classes: expected class names (e.g. those of train when building val); a different set is an error.
+
+    Raises:
+        DataError: missing folder, no class folders, a class without images, or unexpected class set.
+    """
+
+    def __init__(
+        self, root: str | Path, transform: Callable[[Image.Image], Any] | None = None, classes: list[str] | None = None
+    ) -> None:
+        self.root = Path(root)
+        self.transform = transform
+        if not self.root.is_dir():
+            raise DataError(f"{self.root}: folder not found; expected a split folder with one sub-folder per class")
+        found = sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if not found:
+            raise DataError(f"{self.root}: no class sub-folders; expected {self.root}/<class>/<image>.jpg")
+        if classes is not None and found != list(classes):
+            missing, extra = sorted(set(classes) - set(found)), sorted(set(found) - set(classes))
+            raise DataError(
+                f"{self.root}: class folders differ from the training split: missing {missing}, unexpected {extra}. "
+                "train/ and val/ must hold the same class sub-folders (labels are the sorted folder indices)"
+            )
+        self.classes = found
+        self.class_to_idx = {c: i for i, c in enumerate(found)}
+        samples: list[tuple[Path, int]] = []
+        empty = []
+        for name in found:
+            files = sorted(
+                p for p in (self.root / name).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+            )
+            if not files:
+                empty.append(name)
+            samples += [(p, self.class_to_idx[name]) for p in files]
+        if empty:
+            raise DataError(
+                f"{self.root}: class folder(s) {empty} hold no images ({', '.join(IMAGE_EXTENSIONS)}); "
+                "add images or remove the folder from every split"
+            )
+        self.samples = samples
+        self.targets = [label for _, label in samples]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def load_image(self, index: int) -> Image.Image:
+        path = self.samples[index][0]
+        try:
+            with Image.open(path) as img:
+                return img.convert("RGB")
+        except (UnidentifiedImageError, OSError, ValueError) as err:
+            raise DataError(f"{path}: cannot read the image ({err}); remove or replace the file") from None
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        image = self.load_image(index)
+        return (self.transform(image) if self.transform is not None else image), self.samples[index][1]
+
+    def listing_hash(self) -> str:
+        """Hash of the file listing (relative paths, labels, sizes, modification times) for cache keys."""
+        digest = hashlib.sha256()
+        for path, label in self.samples:
+            stat = path.stat()
+            digest.update(f"{path.relative_to(self.root)}|{label}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+        return digest.hexdigest()[:16]
+
+    def labels_tensor(self) -> torch.Tensor:
+        return torch.tensor(self.targets, dtype=torch.int64)
+
+
+@dataclasses.dataclass
+class LabelledSplits:
+    """Train and val datasets over the same classes."""
+
+    train: LabelledImageFolder
+    val: LabelledImageFolder
+
+    @property
+    def classes(self) -> list[str]:
+        return self.train.classes
+
+
+def labelled_splits(
+    data_path: str | Path,
+    train_transform: Callable | None,
+    val_transform: Callable | None,
+    *,
+    train_split: str = "train",
+    val_split: str = "val",
+) -> LabelledSplits:
+    """Build the train and val folders of ``data_path`` and check that their classes agree (evaluation.md §1)."""
+    root = resolve_path(data_path)
+    if not root.is_dir():
+        raise DataError(
+            f"data_path {data_path!s} -> {root}: folder not found; expected {train_split}/ and {val_split}/"
+        )
+    for split in (train_split, val_split):
+        if not (root / split).is_dir():
+            raise DataError(
+                f"{root}: no '{split}/' folder; expected {root}/{train_split}/<class>/ and {root}/{val_split}/<class>/"
+            )
+    train = LabelledImageFolder(root / train_split, train_transform)
+    val = LabelledImageFolder(root / val_split, val_transform, classes=train.classes)
+    return LabelledSplits(train=train, val=val)

@@ -1,0 +1,241 @@
+"""Linear probe on frozen features (evaluation.md §3, EVL-05, EVL-06).
+
+Faithful mode (``cached=False``): features are recomputed under ``no_grad`` from freshly augmented images at every
+step (RandomResizedCrop + flip), the classifier is ``Linear(dim, num_labels)`` with N(0, 0.01²) weights and zero
+bias, SGD (momentum 0.9, weight decay 0) with ``lr * batch_size * world_size / 256``, cosine annealing to 0 stepped
+once per epoch, cross-entropy, validation every ``val_freq`` epochs and at the last epoch, and the reported number
+is the best validation top-1 (the reference's model selection on val). ``output_dir/checkpoint.pth.tar`` holds
+``epoch`` (next epoch), ``state_dict`` (``module.linear.*`` keys as the released linear weights), ``optimizer``,
+``scheduler`` and ``best_acc``; training resumes from it automatically.
+
+Cached mode (``cached=True``, non-faithful, much faster): the loaders yield pre-extracted features (no
+augmentation) and the same classifier/optimiser run on them. No module-global state: everything is an argument.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from dino_lib.utils.io import atomic_torch_save, atomic_write_text, safe_torch_load
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["LinearClassifier", "linear_state_dict", "load_linear_state", "train_linear_probe", "evaluate_linear"]
+
+CHECKPOINT_NAME = "checkpoint.pth.tar"
+
+
+class LinearClassifier(nn.Module):
+    """Flatten -> Linear(dim, num_labels), weight ~ N(0, 0.01²), bias 0 (evaluation.md §3.2)."""
+
+    def __init__(self, dim: int, num_labels: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(dim, num_labels)
+        nn.init.normal_(self.linear.weight, mean=0.0, std=0.01)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x.flatten(1))  # (B, num_labels)
+
+
+def linear_state_dict(classifier: nn.Module) -> dict[str, torch.Tensor]:
+    """State dict with the reference's DDP key names ``module.linear.weight`` / ``module.linear.bias``."""
+    inner = classifier.module if hasattr(classifier, "module") else classifier
+    return {f"module.{k}": v.detach().cpu() for k, v in inner.state_dict().items()}
+
+
+def load_linear_state(classifier: nn.Module, state: dict[str, Any], source: str = "") -> None:
+    """Load ``{"state_dict": ...}`` or a plain state dict, with or without ``module.``, strictly."""
+    state = state.get("state_dict", state)
+    clean = {k[len("module.") :] if k.startswith("module.") else k: v for k, v in state.items()}
+    inner = classifier.module if hasattr(classifier, "module") else classifier
+    try:
+        inner.load_state_dict(clean, strict=True)
+    except RuntimeError as err:
+        raise ValueError(
+            f"{source}: linear weights do not fit Linear{tuple(inner.linear.weight.shape[::-1])}: {err}"
+        ) from None
+
+
+def _world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+@torch.no_grad()
+def evaluate_linear(
+    classifier: nn.Module,
+    loader: DataLoader,
+    features_fn: Callable[[torch.Tensor], torch.Tensor],
+    device: torch.device,
+    num_labels: int,
+) -> dict[str, float]:
+    """Mean loss, top-1 and (when ``num_labels >= 5``) top-5 accuracy in percent over ``loader``."""
+    classifier.eval()
+    total, loss_sum, top1, top5 = 0, 0.0, 0, 0
+    for inputs, labels in loader:
+        inputs, labels = inputs.to(device), labels.to(device)
+        logits = classifier(features_fn(inputs).float())  # (B, num_labels)
+        loss_sum += float(nn.functional.cross_entropy(logits, labels, reduction="sum"))
+        ranked = logits.topk(min(5, num_labels), dim=1).indices  # (B, 5)
+        top1 += int((ranked[:, 0] == labels).sum())
+        top5 += int((ranked == labels[:, None]).any(1).sum())
+        total += labels.numel()
+    stats = {"loss": loss_sum / total, "acc1": 100.0 * top1 / total}
+    if num_labels >= 5:
+        stats["acc5"] = 100.0 * top5 / total
+    return stats
+
+
+def train_linear_probe(
+    features_fn: Callable[[torch.Tensor], torch.Tensor],
+    train_data: Dataset,
+    val_data: Dataset,
+    *,
+    dim: int,
+    num_labels: int,
+    epochs: int = 100,
+    lr: float = 0.001,
+    batch_size: int = 128,
+    val_freq: int = 1,
+    output_dir: str | Path | None = None,
+    device: torch.device | str = "cpu",
+    num_workers: int = 0,
+    seed: int = 0,
+    progress: bool = True,
+    signature: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train a linear classifier on ``features_fn(inputs)`` and report best/last validation accuracy.
+
+    Args:
+        features_fn: frozen feature function of a batch (e.g. a backbone's last-n CLS), or identity for cached
+            features; called under ``no_grad``.
+        train_data, val_data: datasets of ``(input, label)`` (augmented images, or feature tensors).
+        dim, num_labels: classifier size.
+        epochs, lr, batch_size, val_freq: as the reference (lr is scaled by ``batch_size * world / 256``).
+        output_dir: where ``checkpoint.pth.tar``, ``log.jsonl`` and ``linear_results.json`` go; resumed from.
+        device, num_workers, seed, progress: run settings.
+        signature: what the features depend on (weights hash, layout, ...); a checkpoint in ``output_dir`` made
+            with another signature is not resumed (a warning is logged and training starts afresh).
+
+    Returns:
+        ``{"best_acc", "best_epoch", "last_acc", "last", "history", "lr"}`` (accuracies in percent).
+    """
+    from tqdm.auto import tqdm
+
+    device = torch.device(device)
+    rank, world = _world()
+    torch.manual_seed(seed)
+    classifier: nn.Module = LinearClassifier(dim, num_labels).to(device)
+    if world > 1:
+        classifier = nn.parallel.DistributedDataParallel(
+            classifier, device_ids=[device] if device.type == "cuda" else None
+        )
+    scaled_lr = lr * batch_size * world / 256.0
+    optimizer = torch.optim.SGD(classifier.parameters(), lr=scaled_lr, momentum=0.9, weight_decay=0.0)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs, eta_min=0.0)
+
+    sampler = DistributedSampler(train_data, shuffle=True, seed=seed) if world > 1 else None
+    generator = torch.Generator().manual_seed(seed)
+    train_loader = DataLoader(
+        train_data,
+        batch_size=batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        num_workers=num_workers,
+        drop_last=False,
+        generator=generator,
+    )
+    val_loader = DataLoader(val_data, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+
+    out = Path(output_dir) if output_dir is not None else None
+    start_epoch, best_acc, best_epoch, history = 0, 0.0, -1, []
+    ckpt_path = out / CHECKPOINT_NAME if out is not None else None
+    ckpt = safe_torch_load(ckpt_path) if ckpt_path is not None and ckpt_path.is_file() else None
+    if ckpt is not None and ckpt.get("signature") != signature:
+        logger.warning(
+            "%s was made with other features/settings (%s != %s); starting the linear probe afresh",
+            ckpt_path,
+            ckpt.get("signature"),
+            signature,
+        )
+        ckpt = None
+    if ckpt is not None:
+        load_linear_state(classifier, ckpt, str(ckpt_path))
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        start_epoch, best_acc = int(ckpt["epoch"]), float(ckpt["best_acc"])
+        best_epoch, history = int(ckpt.get("best_epoch", -1)), list(ckpt.get("history", []))
+        logger.info("resumed the linear probe from %s at epoch %d (best %.2f)", ckpt_path, start_epoch, best_acc)
+
+    def frozen(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return features_fn(x).float()
+
+    last: dict[str, float] = history[-1].get("val", {}) if history else {}
+    for epoch in range(start_epoch, epochs):
+        classifier.train()
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        generator.manual_seed(seed + epoch)  # the epoch's order depends only on (seed, epoch): exact resume
+        loss_sum, seen = 0.0, 0
+        quiet = {"disable": True} if (not progress or rank != 0) else {}  # else TQDM_DISABLE can still switch it off
+        for inputs, labels in tqdm(train_loader, desc=f"linear epoch {epoch}", **quiet):
+            inputs, labels = inputs.to(device), labels.to(device)
+            logits = classifier(frozen(inputs))  # (B, num_labels)
+            loss = nn.functional.cross_entropy(logits, labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.item() * labels.numel()
+            seen += labels.numel()
+        record: dict[str, Any] = {
+            "epoch": epoch,
+            "train_loss": loss_sum / max(seen, 1),
+            "train_lr": optimizer.param_groups[0]["lr"],
+        }
+        scheduler.step()  # once per epoch, after training it (reference order)
+        if epoch % val_freq == 0 or epoch == epochs - 1:
+            last = evaluate_linear(classifier, val_loader, frozen, device, num_labels)
+            record["val"] = last
+            if last["acc1"] > best_acc or best_epoch < 0:
+                best_acc, best_epoch = last["acc1"], epoch
+            logger.info("linear epoch %d: val top-1 %.2f (best %.2f)", epoch, last["acc1"], best_acc)
+        history.append(record)
+        if out is not None and rank == 0:
+            atomic_torch_save(
+                {
+                    "epoch": epoch + 1,
+                    "state_dict": linear_state_dict(classifier),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "best_acc": best_acc,
+                    "best_epoch": best_epoch,
+                    "history": history,
+                    "signature": signature,
+                },
+                ckpt_path,
+            )
+            with (out / "log.jsonl").open("a" if epoch else "w") as fh:
+                fh.write(json.dumps(record) + "\n")
+    result = {
+        "best_acc": best_acc,
+        "best_epoch": best_epoch,
+        "last_acc": last.get("acc1", float("nan")),
+        "last": last,
+        "history": history,
+        "lr": scaled_lr,
+    }
+    if out is not None and rank == 0:
+        atomic_write_text(out / "linear_results.json", json.dumps(result, indent=1))
+    return result

@@ -1,0 +1,115 @@
+"""``python -m dino_lib.features --config FILE [key=value ...]``: frozen feature extraction.
+
+With ``task: regions`` in the file (or ``task=regions`` on the command line) the run is handed to
+:mod:`dino_lib.features.regions` (HIPT region tensors). Otherwise every split of ``data_path`` is encoded with the
+reference evaluation transform and written to ``output_dir/<split>_features.pt`` (``features``, ``labels``,
+``classes``, ``paths``, ``meta``), plus the reference's ``trainfeat.pth`` / ``testfeat.pth`` / ``trainlabels.pth``
+/ ``testlabels.pth`` when both ``train`` and ``val`` are extracted (loadable with ``load_features``).
+
+Examples::
+
+    python -m dino_lib.features data_path=sample:labelled arch=vit_tiny depth=2 resize=64 crop=56 num_workers=0
+    torchrun --nproc_per_node 4 -m dino_lib.features data_path=/data/imagenet pretrained_weights=ckpt.pth
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch.distributed as dist
+
+from dino_lib.config import cli_config, parse_overrides, read_yaml
+from dino_lib.features.config import FeatureConfig
+from dino_lib.utils.io import atomic_torch_save
+
+
+def _requested_task(argv: Sequence[str]) -> str | None:
+    args = list(argv)
+    task = None
+    if "--config" in args and args.index("--config") + 1 < len(args):
+        task = read_yaml(args[args.index("--config") + 1]).get("task")
+    for arg in args:
+        if arg.startswith("--config="):
+            task = read_yaml(arg.split("=", 1)[1]).get("task")
+    overrides = [a for a in args if "=" in a and not a.startswith("-")]
+    return parse_overrides(overrides).get("task", task)
+
+
+def extract_images(cfg: FeatureConfig) -> dict[str, Path]:
+    """Encode every split of ``cfg.data_path``; returns ``{split: written file}``."""
+    from dino_lib.eval.data import LabelledImageFolder, resolve_path
+    from dino_lib.features.backbone import build_eval_backbone
+    from dino_lib.features.cache import cached_extract, dump_reference_features, feature_cache_meta
+    from dino_lib.features.extract import resolve_device
+    from dino_lib.features.transforms import eval_transform
+
+    device = resolve_device(cfg.device)
+    model, _ = build_eval_backbone(
+        cfg.arch,
+        patch_size=cfg.patch_size,
+        depth=cfg.depth,
+        pretrained_weights=cfg.pretrained_weights,
+        checkpoint_key=cfg.checkpoint_key,
+    )
+    transform = eval_transform(cfg.resize, cfg.crop)
+    root = resolve_path(cfg.data_path)
+    kwargs = {
+        "n_last_blocks": cfg.n_last_blocks,
+        "avgpool": cfg.avgpool_patchtokens,
+        "interleave": cfg.interleave,
+        "amp": cfg.amp,
+        "batch_size": cfg.batch_size_per_gpu,
+        "device": device,
+        "num_workers": cfg.num_workers,
+    }
+    written, results, classes = {}, {}, None
+    main_rank = not dist.is_initialized() or dist.get_rank() == 0
+    for split in cfg.splits:
+        dataset = LabelledImageFolder(root / split, transform, classes=classes)
+        classes = dataset.classes
+        result = cached_extract(model, dataset, cache_dir=cfg.cache_dir, name=split, **kwargs)
+        results[split] = result
+        meta = feature_cache_meta(
+            model, dataset, **{k: kwargs[k] for k in ("n_last_blocks", "avgpool", "interleave", "amp")}
+        )
+        path = Path(cfg.output_dir) / f"{split}_features.pt"
+        if main_rank:
+            atomic_torch_save(
+                {
+                    "features": result.features,
+                    "labels": result.labels,
+                    "classes": dataset.classes,
+                    "paths": [str(p) for p, _ in dataset.samples],
+                    "meta": meta,
+                },
+                path,
+            )
+        written[split] = path
+    if main_rank and "train" in results and "val" in results:
+        dump_reference_features(cfg.output_dir, results["train"], results["val"], meta)
+    return written
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Path] | object:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if _requested_task(argv) == "regions":
+        from dino_lib.features import regions
+
+        return regions.main(argv)
+    cfg = cli_config(FeatureConfig, argv, description=__doc__ or "")
+    from dino_lib.eval.__main__ import _init_distributed
+
+    _init_distributed(cfg)  # type: ignore[arg-type]
+    written = extract_images(cfg)
+    if not dist.is_initialized() or dist.get_rank() == 0:
+        print(json.dumps({k: str(v) for k, v in written.items()}, indent=1))
+    return written
+
+
+if __name__ == "__main__":
+    main()
