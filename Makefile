@@ -28,6 +28,7 @@ demo: $(STAMP)
 	$(PY) -m dino_lib.demo --out runs/demo
 
 test: $(STAMP)
+	bash tools/install_browser.sh
 	$(PY) -m pytest -p no:cacheprovider tests
 
 test-fast: $(STAMP)

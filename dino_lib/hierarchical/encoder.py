@@ -1,0 +1,196 @@
+"""The frozen stage-1 tile encoder: loading, normalisation presets and batched tile embedding (hierarchical.md §4).
+
+One normalisation is recorded and applied everywhere (HIE-03): the presets name the two behaviours of the
+references explicitly — ``"imagenet"`` (stage-1 training statistics) and ``"hipt"`` (mean = std = 0.5, HIPT_4K
+inference with the released weights). ``"auto"`` takes what the stage-1 run recorded (its checkpoint or the
+``config.yaml`` beside it) and falls back to ImageNet, the training default.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import yaml
+
+from dino_lib.models import IMAGENET_MEAN, IMAGENET_STD, build_backbone, load_pretrained, state_dict_hash
+from dino_lib.models.loading import extract_state_dict
+from dino_lib.utils.io import safe_torch_load
+
+__all__ = [
+    "NORMALIZATIONS",
+    "TileEncoder",
+    "infer_vit_kwargs",
+    "load_tile_encoder",
+    "recorded_normalization",
+    "resolve_normalization",
+]
+
+log = logging.getLogger(__name__)
+
+Stats = tuple[tuple[float, float, float], tuple[float, float, float]]
+NORMALIZATIONS: dict[str, Stats] = {
+    "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
+    "hipt": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+}
+
+
+def _stats_from_mapping(data: Any) -> Stats | None:
+    """Find ``mean``/``std`` (or a ``normalization`` preset name) in a checkpoint or run config mapping."""
+    if not isinstance(data, dict):
+        return None
+    for key in ("normalization", "normalize", "norm"):
+        value = data.get(key)
+        if isinstance(value, str) and value in NORMALIZATIONS:
+            return NORMALIZATIONS[value]
+        if isinstance(value, dict) and "mean" in value and "std" in value:
+            return tuple(value["mean"]), tuple(value["std"])  # type: ignore[return-value]
+    if "mean" in data and "std" in data and len(data["mean"]) == 3:
+        return tuple(data["mean"]), tuple(data["std"])  # type: ignore[return-value]
+    for nested in ("data", "augmentation", "aug", "config", "meta"):
+        found = _stats_from_mapping(data.get(nested))
+        if found:
+            return found
+    return None
+
+
+def recorded_normalization(weights: str | Path | None, checkpoint: Any = None) -> Stats | None:
+    """The normalisation stage 1 was trained with, if its checkpoint or run ``config.yaml`` records one."""
+    if weights is None:
+        return None
+    found = _stats_from_mapping(checkpoint) if isinstance(checkpoint, dict) else None
+    if found is None and isinstance(checkpoint, dict):
+        args = checkpoint.get("args")
+        found = _stats_from_mapping(vars(args) if hasattr(args, "__dict__") else args)
+    config = Path(weights).parent / "config.yaml"
+    if found is None and config.is_file():
+        found = _stats_from_mapping(yaml.safe_load(config.read_text()) or {})
+    return found
+
+
+def resolve_normalization(name: str, recorded: Stats | None, source: str = "") -> Stats:
+    """Pick the statistics for preset ``name``; a preset that contradicts the recorded one is an error."""
+    if name == "auto":
+        if recorded is None:
+            log.warning("stage-1 normalisation not recorded in %s; using ImageNet statistics", source or "the weights")
+            return NORMALIZATIONS["imagenet"]
+        return recorded
+    if name not in NORMALIZATIONS:
+        raise ValueError(f"unknown normalization {name!r}; expected one of {['auto', *NORMALIZATIONS]}")
+    stats = NORMALIZATIONS[name]
+    if recorded is not None and any(
+        not math.isclose(a, b, abs_tol=1e-4) for a, b in zip(stats[0] + stats[1], recorded[0] + recorded[1])
+    ):
+        raise ValueError(
+            f"normalization {name!r} ({stats}) differs from the one stage 1 was trained with ({recorded}, recorded "
+            f"in {source}); use normalization='auto' so tiles are normalised as in training (HIE-03)"
+        )
+    return stats
+
+
+def infer_vit_kwargs(state: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """ViT size from a backbone state dict: width, depth, patch size, positional grid (heads = width / 64)."""
+    if "patch_embed.proj.weight" not in state or "pos_embed" not in state:
+        raise ValueError("cannot infer the stage-1 architecture: the weights are not a ViT (no patch_embed/pos_embed)")
+    dim, _, patch, _ = state["patch_embed.proj.weight"].shape
+    depth = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("blocks."))
+    side = math.isqrt(state["pos_embed"].shape[1] - 1)
+    return {"embed_dim": dim, "depth": depth, "num_heads": max(1, dim // 64), "patch_size": patch,
+            "img_size": side * patch}  # fmt: skip
+
+
+def _recorded_heads(weights: Path, embed_dim: int) -> int | None:
+    """Head count from the stage-1 run's ``config.yaml`` (``num_heads``, or the head count of its ``arch``)."""
+    config = weights.parent / "config.yaml"
+    if not config.is_file():
+        return None
+    data = yaml.safe_load(config.read_text()) or {}
+    for scope in (data, data.get("model") or {}, data.get("backbone_kwargs") or {}):
+        if isinstance(scope, dict) and isinstance(scope.get("num_heads"), int):
+            return scope["num_heads"]
+    from dino_lib.models import VIT_SIZES
+
+    arch = str(data.get("arch", "")).split("_patch")[0]
+    if arch in VIT_SIZES and VIT_SIZES[arch][0] == embed_dim:
+        return VIT_SIZES[arch][2]
+    return None
+
+
+class TileEncoder(nn.Module):
+    """Frozen stage-1 ViT + tile pre-processing: ``(N, 3, t, t)`` in [0, 1] -> CLS ``(N, D)``.
+
+    Args:
+        backbone: a ViT whose ``forward`` returns the final-normed CLS.
+        mean, std: normalisation statistics.
+        input_size: tiles are resized to this side before the encoder (None = tile size; small CI runs).
+    """
+
+    def __init__(self, backbone: nn.Module, mean: tuple, std: tuple, input_size: int | None = None) -> None:
+        super().__init__()
+        self.backbone = backbone.eval().requires_grad_(False)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.input_size = input_size
+        self.embed_dim = backbone.embed_dim
+        self.weights_hash = state_dict_hash(backbone)
+        self.arch = getattr(backbone, "backbone_name", type(backbone).__name__)
+
+    def preprocess(self, tiles: torch.Tensor) -> torch.Tensor:
+        """Resize (optional, bicubic, anti-aliased) and normalise ``(N, 3, t, t)`` tiles in [0, 1] (or uint8)."""
+        if tiles.dtype == torch.uint8:
+            tiles = tiles.float().div_(255.0)  # on the encoder's device: uint8 crosses the bus, 4x smaller
+        if self.input_size is not None and tiles.shape[-1] != self.input_size:
+            size = (self.input_size, self.input_size)
+            tiles = F.interpolate(tiles, size=size, mode="bicubic", align_corners=False, antialias=True)
+        return (tiles - self.mean) / self.std
+
+    @torch.no_grad()
+    def forward(self, tiles: torch.Tensor) -> torch.Tensor:
+        return self.backbone(self.preprocess(tiles))
+
+
+def load_tile_encoder(
+    pretrained_weights: str | Path | None,
+    *,
+    arch: str = "auto",
+    patch_size: int = 16,
+    checkpoint_key: str = "teacher",
+    normalization: str = "auto",
+    input_size: int | None = None,
+    fallback: dict[str, Any] | None = None,
+) -> TileEncoder:
+    """Build the stage-1 encoder; ``arch="auto"`` reads the ViT size from the weights.
+
+    With ``pretrained_weights=None`` a randomly initialised ViT (``fallback`` kwargs, default a 2-block
+    ``vit_tiny``) is used and a warning says so: its features are meaningless except for smoke tests.
+    """
+    if pretrained_weights is None:
+        kwargs = {"depth": 2, **(fallback or {})}
+        name = arch if arch != "auto" else "vit_tiny"
+        log.warning(
+            "pretrained_weights is None: using a RANDOM %s %s as stage-1 encoder (smoke test only)", name, kwargs
+        )
+        with torch.random.fork_rng(devices=[]):  # seeded: a resumed extraction sees the same random encoder
+            torch.manual_seed(0)
+            backbone = build_backbone(name, patch_size=patch_size, **kwargs)
+        stats = resolve_normalization(normalization, None, "random weights")
+        return TileEncoder(backbone, *stats, input_size=input_size)
+    path = Path(pretrained_weights)
+    checkpoint = safe_torch_load(path)
+    if arch == "auto":
+        state, _ = extract_state_dict(checkpoint, checkpoint_key, str(path))
+        kwargs = infer_vit_kwargs(state)
+        kwargs["num_heads"] = _recorded_heads(path, kwargs["embed_dim"]) or kwargs["num_heads"]
+        size = {192: "vit_tiny", 384: "vit_small", 768: "vit_base"}.get(kwargs["embed_dim"], "vit_small")
+        backbone = build_backbone(size, **kwargs)
+    else:
+        backbone = build_backbone(arch, patch_size=patch_size)
+    report = load_pretrained(backbone, path, checkpoint_key=checkpoint_key)
+    log.info("stage-1 encoder: %s", report)
+    stats = resolve_normalization(normalization, recorded_normalization(path, checkpoint), str(path))
+    return TileEncoder(backbone, *stats, input_size=input_size)
