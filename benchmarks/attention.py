@@ -1,0 +1,112 @@
+"""Attention-map speed (issue "Attention maps, interactive widgets and videos", Performance).
+
+Prints one JSON object:
+
+* ``maps``: images/s for CLS attention maps of all heads of the last block of vit_small/8 at 480 x 480 on the CPU,
+  in fp32 and in bf16 autocast (random weights: speed does not depend on the values), best of ``--reps`` after a
+  warm-up, with the matmul FLOPs of the blocks that run, the achieved FLOP/s and the fraction of the measured
+  matmul peak (``dino_lib.utils.perf.measure_matmul_peak``);
+* ``video``: frames/s of the whole video path (decode, maps, rendering, MP4 encoding) on the sample driving frames
+  with vit_small/8, fp32.
+
+Usage: ``python benchmarks/attention.py [--quick] [--size 480] [--reps 3] [--frames 16]``
+(``--quick``: 224 px, one timed run, 8 frames; for smoke tests, not for reported numbers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from dino_lib.attention import attention_maps, attention_video, resolve_video_input
+from dino_lib.models import build_backbone
+from dino_lib.utils.perf import measure_matmul_peak, peak_rss_mb, vit_forward_flops
+
+
+def _maps_speed(model: torch.nn.Module, size: int, batch: int, reps: int, dtype: torch.dtype) -> dict:
+    x = torch.randn(batch, 3, size, size)
+    auto = None if dtype == torch.float32 else dtype
+    attention_maps(model, x, dtype=auto)  # warm-up
+    best = float("inf")
+    for _ in range(reps):
+        start = time.perf_counter()
+        out = attention_maps(model, x, dtype=auto)
+        best = min(best, time.perf_counter() - start)
+    depth = len(model.blocks)
+    # blocks 0..L-2 run fully; the last block only needs LN1 + qkv + the CLS row (negligible): count L-1 blocks
+    flops = vit_forward_flops(model, (size, size), batch) * (depth - 1) / depth
+    peak = measure_matmul_peak(dtype)
+    return {
+        "images_per_s": round(batch / best, 4),
+        "seconds_per_batch": round(best, 3),
+        "maps_shape": list(out.maps.shape),
+        "gflop_per_image": round(flops / batch / 1e9, 1),
+        "achieved_gflops": round(flops / best / 1e9, 1),
+        "matmul_peak_gflops": round(peak / 1e9, 1),
+        "fraction_of_matmul_peak": round(flops / best / peak, 3),
+    }
+
+
+def _video_speed(model: torch.nn.Module, frames: int, size: int | None) -> dict:
+    source = resolve_video_input("sample:driving")
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        result = attention_video(
+            model,
+            source,
+            Path(tmp) / "video.mp4",
+            patch_size=8,
+            image_size=size,
+            max_frames=frames,
+            progress=False,
+            threshold=0.6,
+        )
+        seconds = time.perf_counter() - start
+    return {
+        "frames_per_s": round(result.frames / seconds, 3),
+        "frames": result.frames,
+        "frame_hw": list(result.size_hw),
+        "seconds": round(seconds, 2),
+        "source": "sample:driving (first run's image/ frames)",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="224 px, 1 timed run, 8 video frames")
+    parser.add_argument("--size", type=int, default=480, help="square input side for the maps benchmark")
+    parser.add_argument("--batch", type=int, default=1, help="images per forward pass")
+    parser.add_argument("--reps", type=int, default=3, help="timed runs (best kept)")
+    parser.add_argument("--frames", type=int, default=16, help="video frames")
+    parser.add_argument("--video-size", type=int, default=None, help="shorter side of video frames (default: native)")
+    args = parser.parse_args()
+    if args.quick:
+        args.size, args.reps, args.frames = 224, 1, 8
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    torch.manual_seed(0)
+    model = build_backbone("vit_small", patch_size=8).eval()
+    result = {
+        "benchmark": "attention",
+        "model": "vit_small_patch8 (random weights)",
+        "device": "cpu",
+        "threads": torch.get_num_threads(),
+        "input": [args.batch, 3, args.size, args.size],
+        "maps": {
+            "fp32": _maps_speed(model, args.size, args.batch, args.reps, torch.float32),
+            "bf16": _maps_speed(model, args.size, args.batch, args.reps, torch.bfloat16),
+        },
+        "video": _video_speed(model, args.frames, args.video_size),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "quick": args.quick,
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

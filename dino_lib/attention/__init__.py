@@ -1,0 +1,67 @@
+"""Self-attention maps of ViTs: extraction, mass thresholding, pre-processing geometry, videos (attention.md).
+
+    from dino_lib.attention import attention_maps, mass_threshold, preprocess
+    x, picture, geometry = preprocess("cat.jpg", patch_size=8, image_size=480)
+    maps = attention_maps(model, x[None]).maps[0, 0]        # (heads, h, w), CLS query, last block
+    masks = mass_threshold(maps, 0.6)                        # (heads, h, w) bool, reference semantics
+
+Command-line twin: ``python -m dino_lib.attention --config FILE [key=value ...]``.
+"""
+
+from dino_lib.attention.config import AttentionConfig, params_from_namespace
+from dino_lib.attention.extract import AttentionMaps, attention_maps, num_prefix_tokens, selfattention, vit_tokens
+from dino_lib.attention.hooks import AttentionCapture, capture_attention
+from dino_lib.attention.pipeline import (
+    ImageAttention,
+    compute_image_maps,
+    load_model,
+    resolve_device,
+    resolve_video_input,
+    run_attention,
+)
+from dino_lib.attention.preprocess import Geometry, denormalize, list_images, load_image, preprocess
+from dino_lib.attention.threshold import (
+    absolute_mask,
+    kept_mass,
+    mass_threshold,
+    to_image_size,
+    top_fraction_mask,
+    upsample,
+)
+from dino_lib.attention.video import VideoResult, attention_video, video_fps, video_frames
+
+# HIPT hierarchical heat maps (hierarchical.md §12) are re-exported below.
+
+__all__ = [
+    "AttentionCapture",
+    "AttentionConfig",
+    "AttentionMaps",
+    "Geometry",
+    "ImageAttention",
+    "VideoResult",
+    "absolute_mask",
+    "attention_maps",
+    "attention_video",
+    "capture_attention",
+    "compute_image_maps",
+    "denormalize",
+    "kept_mass",
+    "list_images",
+    "load_image",
+    "load_model",
+    "mass_threshold",
+    "num_prefix_tokens",
+    "params_from_namespace",
+    "preprocess",
+    "resolve_device",
+    "resolve_video_input",
+    "run_attention",
+    "selfattention",
+    "to_image_size",
+    "top_fraction_mask",
+    "upsample",
+    "video_fps",
+    "video_frames",
+    "vit_tokens",
+]
+from dino_lib.attention.hipt import HIPTHeatmaps, blend_levels, hipt_heatmaps, stitch_slide  # noqa: E402, F401
