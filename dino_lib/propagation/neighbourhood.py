@@ -1,0 +1,124 @@
+"""Tiled neighbourhood layout for the sparse affinity (propagation.md §9.2, PRP-M2 and PRP-M5).
+
+The reference builds a dense ``(hw, hw)`` 0/1 mask with a four-deep Python loop and multiplies a dense
+``(n_ctx, hw, hw)`` affinity by it (§3 step 7.3). Here the target grid is cut into ``tile_h x tile_w`` tiles; a
+target tile only needs the ``(tile_h + 2r) x (tile_w + 2r)`` *region* of each context frame around it. Scores are
+computed tile by tile against that region (one batched matmul), and positions outside the target's window or
+outside the grid are masked. Memory is ``O(hw · (tile + 2r)^2)`` instead of ``O((hw)^2)`` and is further bounded by
+processing tiles in chunks; for ``tile = 1`` every target scores exactly its ``(2r + 1)^2`` window.
+
+The layout (masks and padding) depends only on ``(h, w, r, shape, tile)``; it is built with broadcasting and cached.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+__all__ = ["WindowShape", "TileLayout", "tile_layout", "dense_window_mask"]
+
+WindowShape = Literal["square", "circle"]
+
+
+@dataclass(frozen=True)
+class TileLayout:
+    """Geometry of the tiled sparse neighbourhood.
+
+    Attributes:
+        h, w: feature grid.
+        radius: window half-width ``r`` in cells.
+        pad_y, pad_x: how far regions reach beyond a tile, ``min(r, h - 1)`` and ``min(r, w - 1)`` (a window can
+            never reach further than the grid, so small grids need no huge regions).
+        tile_h, tile_w: target tile size in cells.
+        n_th, n_tw: number of tiles along y and x (the target grid is padded up to ``n_th * tile_h`` rows).
+        region_h, region_w: context region per tile, ``tile + 2r``.
+        window: ``(tile_h*tile_w, region_h*region_w)`` bool, True where the region cell lies inside the target
+            cell's window (Chebyshev distance <= r for squares, Euclidean <= r for circles).
+        source_valid: ``(n_tiles, region_h*region_w)`` bool, True where the region cell lies inside the grid.
+        target_valid: ``(n_tiles, tile_h*tile_w)`` bool, True where the target cell lies inside the grid.
+    """
+
+    h: int
+    w: int
+    radius: int
+    pad_y: int
+    pad_x: int
+    tile_h: int
+    tile_w: int
+    n_th: int
+    n_tw: int
+    region_h: int
+    region_w: int
+    window: torch.Tensor
+    source_valid: torch.Tensor
+    target_valid: torch.Tensor
+
+    @property
+    def n_tiles(self) -> int:
+        return self.n_th * self.n_tw
+
+    @property
+    def padded_target(self) -> tuple[int, int]:
+        """Target grid after padding to whole tiles."""
+        return self.n_th * self.tile_h, self.n_tw * self.tile_w
+
+    @property
+    def padded_source(self) -> tuple[int, int]:
+        """Context grid after padding by ``pad`` on top/left and ``pad`` + tile padding on bottom/right."""
+        return self.n_th * self.tile_h + 2 * self.pad_y, self.n_tw * self.tile_w + 2 * self.pad_x
+
+
+@functools.lru_cache(maxsize=32)
+def tile_layout(h: int, w: int, radius: int, shape: WindowShape = "square", tile: int = 8) -> TileLayout:
+    """Build (once per argument set) the :class:`TileLayout` of an ``h x w`` grid with window radius ``radius``."""
+    if h < 1 or w < 1:
+        raise ValueError(f"feature grid must be at least 1 x 1, found {h} x {w}")
+    if radius < 0:
+        raise ValueError(f"window radius must be >= 0, found {radius}")
+    if shape not in ("square", "circle"):
+        raise ValueError(f"window shape must be 'square' or 'circle', found {shape!r}")
+    tile_h, tile_w = min(tile, h), min(tile, w)
+    n_th, n_tw = -(-h // tile_h), -(-w // tile_w)
+    pad_y, pad_x = min(radius, h - 1), min(radius, w - 1)
+    region_h, region_w = tile_h + 2 * pad_y, tile_w + 2 * pad_x
+
+    # Window: target cell (a, b) of a tile sees region cell (u, v) when |u - pad_y - a| <= r, |v - pad_x - b| <= r.
+    ta = torch.arange(tile_h).view(-1, 1, 1, 1)
+    tb = torch.arange(tile_w).view(1, -1, 1, 1)
+    ru = torch.arange(region_h).view(1, 1, -1, 1)
+    rv = torch.arange(region_w).view(1, 1, 1, -1)
+    dy, dx = ru - pad_y - ta, rv - pad_x - tb  # (tile_h, 1, region_h, 1), (1, tile_w, 1, region_w)
+    if shape == "square":
+        window = (dy.abs() <= radius) & (dx.abs() <= radius)
+    else:
+        window = dy**2 + dx**2 <= radius**2
+    window = window.reshape(tile_h * tile_w, region_h * region_w)  # (c², R²)
+
+    # Source validity: region cell (u, v) of tile (i, j) is grid cell (i*tile_h + u - pad_y, j*tile_w + v - pad_x).
+    ti = torch.arange(n_th).view(-1, 1, 1, 1)
+    tj = torch.arange(n_tw).view(1, -1, 1, 1)
+    gy = ti * tile_h + torch.arange(region_h).view(1, 1, -1, 1) - pad_y
+    gx = tj * tile_w + torch.arange(region_w).view(1, 1, 1, -1) - pad_x
+    source_valid = ((gy >= 0) & (gy < h) & (gx >= 0) & (gx < w)).reshape(n_th * n_tw, region_h * region_w)
+
+    ty = ti * tile_h + torch.arange(tile_h).view(1, 1, -1, 1)
+    tx = tj * tile_w + torch.arange(tile_w).view(1, 1, 1, -1)
+    target_valid = ((ty < h) & (tx < w)).reshape(n_th * n_tw, tile_h * tile_w)
+    return TileLayout(
+        h, w, radius, pad_y, pad_x, tile_h, tile_w, n_th, n_tw, region_h, region_w, window, source_valid, target_valid
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def dense_window_mask(h: int, w: int, radius: int, shape: WindowShape = "square") -> torch.Tensor:
+    """The reference's ``(hw_tgt, hw_src)`` 0/1 neighbourhood mask, built by broadcasting (for tests and docs)."""
+    ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    ys, xs = ys.reshape(-1), xs.reshape(-1)
+    dy = ys.view(-1, 1) - ys.view(1, -1)
+    dx = xs.view(-1, 1) - xs.view(1, -1)
+    if shape == "square":
+        return (dy.abs() <= radius) & (dx.abs() <= radius)
+    return dy**2 + dx**2 <= radius**2

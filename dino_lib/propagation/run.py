@@ -1,0 +1,311 @@
+"""Propagate labels through every video of a dataset: the frame loop, manifest, timings and resume (PRP-07).
+
+Keyframe policies are in :mod:`dino_lib.propagation.policies`. Keyframes are written as a copy of their label (as
+both references do) and listed in the manifest (``label_frames``), so metrics can exclude them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dino_lib.config import run_metadata, to_dict
+from dino_lib.propagation import outputs, policies
+from dino_lib.propagation.backbones import FeatureExtractor, build_extractor
+from dino_lib.propagation.config import PropagationConfig
+from dino_lib.propagation.core import ContextPropagator, PropagationParams
+from dino_lib.propagation.features import FeatureCache, FeatureProvider, extractor_key
+from dino_lib.propagation.geometry import decode_prediction, resize_geometry
+from dino_lib.propagation.io import (
+    PropagationInputError,
+    VideoRun,
+    check_frame_sizes,
+    davis_videos,
+    driving_runs,
+    resolve_root,
+)
+from dino_lib.propagation.labels import encode_labels
+from dino_lib.propagation.parity import davis_geometry, parity_decode
+from dino_lib.propagation.video import VideoLabels
+
+__all__ = ["RunResult", "propagate", "propagate_video", "list_videos", "extractor_from_config", "summary"]
+
+logger = logging.getLogger(__name__)
+
+# Parameters that never change predictions (left out of the resume key).
+_EXECUTION_ONLY = {
+    "data_path",
+    "runs",
+    "output_dir",
+    "max_frames",
+    "device",
+    "batch_size",
+    "feature_cache",
+    "feature_cache_dir",
+    "tile_size",
+    "memory_budget_mb",
+    "resume",
+    "overwrite",
+    "save_probs",
+}
+
+
+@dataclass
+class RunResult:
+    """What one video produced."""
+
+    name: str
+    out_dir: Path
+    written: int
+    skipped: int
+    label_frames: list[str]
+    timings: dict[str, float] = field(default_factory=dict)
+    frames: list[Path] = field(default_factory=list)
+    label_paths: list[Path | None] = field(default_factory=list)
+
+    @property
+    def predictions(self) -> list[Path]:
+        """``OUT/<run>/<frame stem>.png`` for every frame, in order."""
+        return [self.out_dir / f"{p.stem}.png" for p in self.frames]
+
+
+def summary(results: list[RunResult]) -> Any:
+    """One row per video (pandas DataFrame): frames written/skipped, keyframes, timings."""
+    import pandas as pd
+
+    return pd.DataFrame(
+        [
+            {
+                "run": r.name,
+                "written": r.written,
+                "skipped": r.skipped,
+                "keyframes": len(r.label_frames),
+                **{k: round(v, 3) for k, v in r.timings.items()},
+            }
+            for r in results
+        ]
+    )
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def extractor_from_config(cfg: PropagationConfig) -> FeatureExtractor:
+    return build_extractor(
+        cfg.arch,
+        patch_size=cfg.patch_size,
+        pretrained_weights=cfg.pretrained_weights,
+        checkpoint_key=cfg.checkpoint_key,
+        layer=cfg.layer,
+        cnn_stage=cfg.cnn_stage,
+        mae_pos_embed=cfg.mae_pos_embed,
+        model_kwargs=cfg.model_kwargs,
+        seed=cfg.seed,  # type: ignore[arg-type]
+    )
+
+
+def list_videos(cfg: PropagationConfig) -> list[VideoRun]:
+    root = resolve_root(cfg.data_path)
+    if cfg.dataset == "davis":
+        return davis_videos(root, resolution=cfg.davis_resolution, split=cfg.davis_split, videos=cfg.runs)
+    return driving_runs(root, cfg.runs)
+
+
+def propagate_video(
+    cfg: PropagationConfig, run: VideoRun, extractor: FeatureExtractor, out_root: Path, device: torch.device
+) -> RunResult:
+    """Propagate one video; resumable (frames already written under a matching manifest are skipped)."""
+    native = check_frame_sizes(run, cfg.frame_size_mismatch)  # type: ignore[arg-type]
+    if cfg.max_frames is not None:
+        run = VideoRun(run.name, run.frames[: cfg.max_frames], run.labels, run.label_dir)
+    n = len(run.frames)
+    parity = cfg.protocol == "davis_parity"
+    geometry = (
+        davis_geometry(native, extractor.stride)
+        if parity
+        else resize_geometry(native, extractor.stride, cfg.short_side)
+    )
+    out_dir = out_root / run.name
+    video = VideoLabels(cfg, run, geometry, out_dir)
+    keyframes, segments = policies.keyframes(cfg, n), policies.segments(cfg, n)
+    for k in keyframes:  # fail before any work when a keyframe label is missing (§12)
+        run.label_path(k)
+    if not video.prob_classes:  # instance mode: object ids 0..N of the first label
+        first = video.label(0)
+        video.prob_classes = list(range(int(first[first != cfg.ignore_id].max(initial=0)) + 1))
+
+    params = {k: v for k, v in to_dict(cfg).items() if k not in _EXECUTION_ONLY}
+    key = outputs.params_key({"params": params, "backbone": extractor.describe(), "geometry": geometry.to_dict()})
+    old = outputs.read_manifest(out_dir)
+    resume = cfg.resume and not cfg.overwrite
+    if old is not None and old.get("params_key") != key and not cfg.overwrite:
+        raise PropagationInputError(
+            f"{out_dir} holds predictions made with other parameters (manifest params_key {old.get('params_key')} "
+            f"!= {key}); choose another output_dir or set overwrite: true"
+        )
+    state_store = outputs.ResumeState(out_dir)
+    if not resume:
+        state_store.clear()
+
+    pre = {"geometry": geometry.to_dict(), "dtype": cfg.dtype, "parity": parity}
+    cache = None
+    if cfg.feature_cache:
+        root = Path(cfg.feature_cache_dir) if cfg.feature_cache_dir else out_root / ".feature_cache"
+        cache = FeatureCache(root, extractor_key(extractor, pre), cfg.cache_dtype)
+    provider = FeatureProvider(
+        extractor,
+        run.frames,
+        geometry,
+        device=device,
+        dtype=cfg.dtype,
+        batch_size=cfg.batch_size,
+        cache=cache,
+        antialias=not parity,
+        round_uint8=parity,
+    )
+    pparams = PropagationParams(
+        topk=cfg.topk,
+        temperature=cfg.temperature,
+        radius=cfg.size_mask_neighborhood or None,
+        shape=cfg.window_shape,
+        n_last_frames=cfg.n_last_frames,
+        renormalise=not parity,  # type: ignore[arg-type]
+        hard_queue=cfg.queue_labels == "hard",
+        tile=cfg.tile_size,
+        memory_budget_mb=cfg.memory_budget_mb,
+        score_dtype=cfg.score_dtype,
+    )
+    prop = ContextPropagator(pparams, cfg.max_anchors if cfg.resolved_policy == "continuous" else None)
+    label_frames = [run.frames[k].stem for k in keyframes]
+    source = {p.stem: run.frames[k].stem for p, k in zip(run.frames, policies.source_keyframes(cfg, n))}
+    manifest = {
+        "status": "running",
+        "protocol": cfg.protocol,
+        "mode": cfg.mode,
+        "keyframe_policy": cfg.resolved_policy,
+        "params_key": key,
+        "parameters": to_dict(cfg),
+        "backbone": extractor.describe(),
+        "geometry": geometry.to_dict(),
+        "versions": run_metadata(),
+        "label_frames": label_frames,
+        "source_frames": source,
+        "prob_classes": video.prob_classes if cfg.save_probs else None,
+        "ignore_id": cfg.ignore_id,
+        "palette": "driving27" if cfg.dataset == "driving" else "davis",
+        "frames": run.stems,
+    }
+    outputs.write_manifest(out_dir, manifest)
+
+    t_start = time.perf_counter()
+    t_prop = t_write = 0.0
+    written = skipped = 0
+    channel_ids: list[int] = []
+    start = 0
+    state = state_store.load(key) if resume else None
+    if state is not None:  # restore the context (features come back from the cache or are re-extracted)
+        start, channel_ids = int(state["next_index"]), list(state["channel_ids"])
+        for idx, lab in state["anchors"]:
+            prop.add_anchor(provider[idx], lab, idx)
+        for idx, soft in state["queue"]:
+            prop.push(provider[idx], soft, idx)
+        logger.info("%s: resuming at frame %d", run.name, start)
+    kf = set(keyframes)
+    for seg in segments:
+        if seg.stop <= start:
+            continue
+        if resume and seg.start >= start and all(video.done(i) for i in seg):
+            skipped += len(seg)
+            continue
+        for i in range(max(seg.start, start), seg.stop):
+            feats = provider[i]
+            t0 = time.perf_counter()
+            probs = None
+            if i in kf:  # keyframe set-up and writing count as output time
+                label = video.label(i)
+                if cfg.resolved_policy != "continuous":
+                    prop.reset()
+                channel_ids = video.channels(label, channel_ids)
+                prop.add_anchor(feats, video.encode(label, channel_ids), i)
+                ids = label.astype(np.uint8)  # the keyframe's prediction is its label (both references)
+                if cfg.save_probs:
+                    probs = encode_labels(label, channel_ids, ignore_id=cfg.ignore_id, ignore=video.ignore)
+            else:
+                soft = prop.step(feats, i).cpu()
+                t_prop += time.perf_counter() - t0
+                t0 = time.perf_counter()
+                if parity:
+                    ids, probs = parity_decode(soft, channel_ids, geometry, with_probs=cfg.save_probs)
+                else:
+                    void = cfg.ignore_id if cfg.mode == "semantic" else 0
+                    ids, probs = decode_prediction(soft, channel_ids, native, void_id=void)
+            video.write(i, ids, probs, channel_ids)
+            t_write += time.perf_counter() - t0
+            written += 1
+            if (i + 1) % 10 == 0 and i + 1 < seg.stop:
+                state_store.save(
+                    key,
+                    i + 1,
+                    channel_ids,
+                    [(a, lab.cpu()) for a, _, lab in prop.anchors],
+                    [(q, soft_q.cpu()) for q, _, soft_q in prop.queue],
+                )
+    state_store.clear()
+    wall = time.perf_counter() - t_start
+    timings = {
+        "wall_s": wall,
+        "feature_s": provider.seconds,
+        "propagation_s": t_prop,
+        "decode_write_s": t_write,
+        "frames_per_s": written / wall if wall > 0 else 0.0,
+        "frames_extracted": provider.extracted,
+        "cache_hits": cache.hits if cache else 0,
+    }
+    from dino_lib.utils.perf import peak_rss_mb
+
+    manifest.update(
+        status="complete",
+        timings=timings,
+        peak_rss_mb=peak_rss_mb(),
+        written=written,
+        skipped=skipped,
+        peak_cuda_mb=torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None,
+    )
+    outputs.write_manifest(out_dir, manifest)
+    return RunResult(
+        run.name,
+        out_dir,
+        written,
+        skipped,
+        label_frames,
+        timings,
+        list(run.frames),
+        [run.labels.get(p.stem) for p in run.frames],
+    )
+
+
+def propagate(cfg: PropagationConfig, extractor: FeatureExtractor | None = None) -> list[RunResult]:
+    """Propagate every selected video of ``cfg.data_path`` into ``cfg.output_dir``; returns one result per video."""
+    videos = list_videos(cfg)
+    extractor = extractor or extractor_from_config(cfg)
+    if (
+        cfg.patch_size is not None
+        and extractor.spec.kind in ("dino", "mae", "timm")
+        and extractor.stride != cfg.patch_size
+    ):
+        raise PropagationInputError(
+            f"backbone {cfg.arch} has stride {extractor.stride} but patch_size={cfg.patch_size}; set patch_size: "
+            f"{extractor.stride}"
+        )
+    device = resolve_device(cfg.device)
+    out_root = Path(cfg.output_dir)
+    return [propagate_video(cfg, v, extractor, out_root, device) for v in videos]
