@@ -1,0 +1,42 @@
+"""Command-line twin of the ``segmentation_metrics`` notebook.
+
+Examples::
+
+    python -m dino_lib.metrics --config params/segmentation_metrics/ci.yaml
+    python -m dino_lib.metrics --config params/segmentation_metrics/full.yaml predictions=out/propagation \\
+        ground_truth=/data/driving output_dir=runs/metrics
+    python -m dino_lib.metrics mode=davis ground_truth=/data/DAVIS predictions=out/davis output_dir=runs/davis
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from dino_lib.config import cli_config
+from dino_lib.metrics.config import MetricsConfig
+from dino_lib.metrics.pipeline import run_metrics
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    cfg = cli_config(MetricsConfig, argv, description="Segmentation metrics: semantic IoU family or DAVIS J&F")
+    run = run_metrics(cfg)
+    import pandas as pd
+
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        if cfg.mode == "davis":
+            print(run.report.global_.to_string(index=False))  # type: ignore[union-attr]
+        else:
+            print(run.report.summary.to_string(index=False))  # type: ignore[union-attr]
+            print()
+            print(run.report.fork[["run", "miou_fork", "frames_scored"]].to_string(index=False))  # type: ignore[union-attr]
+            print("(miou_fork: fork-compatible number, see fork_compatible.csv for its definition)")
+    if run.standin:
+        print(f"NOTE: scores of DEMO STAND-IN predictions ({run.standin}), not of a real propagation run")
+    print(f"outputs in {cfg.output_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

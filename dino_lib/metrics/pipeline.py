@@ -1,0 +1,242 @@
+"""The metrics step end to end: resolve inputs (or make a stand-in), evaluate, write tables, figures and a video.
+
+Used by ``python -m dino_lib.metrics`` and by the ``segmentation_metrics`` notebook (which calls the same pieces and
+displays them). Outputs under ``output_dir``::
+
+    config.yaml                     resolved parameters + versions
+    *.csv                           tables (dino_lib.metrics.report)
+    figures/overlay_<run>_<frame>.png, figures/iou_vs_distance.png, figures/failure_gallery.png,
+    figures/confidence_<run>_<frame>.png (when soft probabilities exist)
+    video_<run>.mp4|gif             GT | prediction | errors for every frame of the first run
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from dino_lib.config import save_run_config
+from dino_lib.metrics import io
+from dino_lib.metrics.config import MetricsConfig
+from dino_lib.metrics.evaluate import (
+    RunResult,
+    SemanticOptions,
+    evaluate_semantic,
+    load_frame,
+)
+from dino_lib.metrics.evaluate_davis import DavisResult, evaluate_davis
+from dino_lib.metrics.report import DavisReport, SemanticReport, davis_report, semantic_report
+from dino_lib.metrics.standin import make_standin_predictions
+
+__all__ = [
+    "MetricsRun",
+    "prepare",
+    "evaluate",
+    "overlay_frames",
+    "write_figures",
+    "write_run_video",
+    "run_metrics",
+    "palette_for",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class MetricsRun:
+    """Everything a metrics run produced; ``report`` holds the DataFrames."""
+
+    cfg: MetricsConfig
+    predictions: Path
+    standin: str | None
+    results: list[RunResult] | list[DavisResult]
+    report: SemanticReport | DavisReport
+    palette: np.ndarray
+    class_names: list[str] | None
+    files: dict[str, Path] = dataclasses.field(default_factory=dict)
+
+    def load(self, run: str, frame: str) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+        """(image, ground truth, prediction) of one frame (for galleries and widgets)."""
+        return load_frame(self.result(run), frame)
+
+    def result(self, run: str) -> RunResult | DavisResult:
+        for r in self.results:
+            if r.name == run:
+                return r
+        raise KeyError(f"run {run!r} not evaluated; evaluated: {[r.name for r in self.results]}")
+
+
+def palette_for(cfg: MetricsConfig) -> tuple[np.ndarray, list[str] | None]:
+    """The dataset palette and class names: driving 27 classes (semantic) or DAVIS (instances)."""
+    from dino_lib.data.palettes import DAVIS_PALETTE, DRIVING_CLASSES, DRIVING_PALETTE_256
+
+    if cfg.mode == "davis":
+        return DAVIS_PALETTE, cfg.class_names
+    names = cfg.class_names
+    if names is None and cfg.num_classes == len(DRIVING_CLASSES):
+        names = list(DRIVING_CLASSES)
+    return DRIVING_PALETTE_256, names
+
+
+def prepare(cfg: MetricsConfig) -> tuple[Path, str | None]:
+    """Resolve the prediction folder; with ``predictions: null`` make (or reuse) a stand-in under ``output_dir``."""
+    if cfg.predictions is not None:
+        return io.resolve_root(cfg.predictions), None
+    out = Path(cfg.output_dir) / "standin_predictions"
+    return make_standin_predictions(
+        cfg.ground_truth,
+        out,
+        mode=cfg.mode,
+        source=cfg.standin,  # type: ignore[arg-type]
+        label_every=cfg.standin_label_every,
+        seed=cfg.seed,
+        device=cfg.device,
+        davis_resolution=cfg.davis_resolution,
+        runs=cfg.runs,
+    )
+
+
+def evaluate(cfg: MetricsConfig, predictions: Path, standin: str | None = None) -> MetricsRun:
+    """Evaluate and build the tables (nothing written)."""
+    palette, names = palette_for(cfg)
+    if cfg.mode == "davis":
+        results = evaluate_davis(
+            predictions,
+            cfg.ground_truth,
+            sequences=cfg.runs,
+            resolution=cfg.davis_resolution,
+            imageset=cfg.davis_imageset,
+            bound_th=cfg.bound_th,
+            missing=cfg.missing,
+        )  # type: ignore[arg-type]
+        report: SemanticReport | DavisReport = davis_report(results)
+    else:
+        label_frames = cfg.label_frames
+        label_every = cfg.label_every
+        opts = SemanticOptions(
+            num_classes=cfg.num_classes,
+            ignore_index=cfg.ignore_index,
+            include_label_frames=cfg.include_label_frames,
+            label_frames=label_frames,
+            label_every=label_every,
+            pred_ignore=cfg.pred_ignore,  # type: ignore[arg-type]
+            unknown_ids=cfg.unknown_ids,
+            missing=cfg.missing,
+            resize_mismatched=cfg.resize_mismatched,  # type: ignore[arg-type]
+            num_workers=cfg.num_workers,
+        )
+        results = evaluate_semantic(predictions, cfg.ground_truth, runs=cfg.runs, opts=opts)
+        report = semantic_report(results, names)
+    return MetricsRun(cfg, predictions, standin, results, report, palette, names)
+
+
+def overlay_frames(run: MetricsRun) -> list[tuple[str, str]]:
+    """``cfg.overlays`` evenly spaced evaluated frames of the first run, as (run, frame)."""
+    picks: list[tuple[str, str]] = []
+    r = run.results[0]
+    stems = [s for s, e in zip(r.stems, getattr(r, "evaluated", np.ones(len(r.stems), bool))) if e]
+    if run.cfg.overlays and stems:
+        for i in np.unique(np.linspace(0, len(stems) - 1, run.cfg.overlays).round().astype(int)):
+            picks.append((r.name, stems[i]))
+    return picks
+
+
+def write_figures(run: MetricsRun) -> dict[str, Path]:
+    """Overlays, confidence maps, the decay curve and the failure gallery as PNGs under ``output_dir/figures``."""
+    import matplotlib.pyplot as plt
+
+    from dino_lib.viz.segmentation import failure_gallery, plot_confidence, plot_overlays
+
+    out = Path(run.cfg.output_dir) / "figures"
+    out.mkdir(parents=True, exist_ok=True)
+    files: dict[str, Path] = {}
+
+    def save(fig, name: str) -> None:
+        from dino_lib.utils.io import atomic_write
+
+        files[name] = atomic_write(out / f"{name}.png", lambda p: fig.savefig(p, format="png", dpi=90))
+        plt.close(fig)
+
+    for run_name, stem in overlay_frames(run):
+        image, gt, pred = run.load(run_name, stem)
+        save(
+            plot_overlays(
+                image,
+                gt,
+                pred,
+                run.palette,
+                run.class_names,
+                title=f"{run_name} / {stem}",
+                ignore_index=run.cfg.ignore_index if run.cfg.mode == "semantic" else 255,
+            ),
+            f"overlay_{run_name}_{stem}",
+        )
+        r = run.result(run_name)
+        if isinstance(r, RunResult):
+            probs = io.read_probs(r.pred_dir, stem, r.prob_classes)
+            if probs is not None:
+                save(plot_confidence(image, probs, title=f"{run_name} / {stem}"), f"confidence_{run_name}_{stem}")
+    if isinstance(run.report, SemanticReport):
+        curve = run.report.curve
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        for name, df in curve.groupby("run", sort=False):
+            ax.plot(df["distance"], df["miou_present"], marker="o", label=str(name))
+        ax.set_xlabel("frames since the last label frame")
+        ax.set_ylabel("mIoU (present classes)")
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        save(fig, "iou_vs_distance")
+        if run.cfg.gallery_per_class:
+            fci = run.report.frame_class_iou
+            if not fci[fci["evaluated"]].empty:
+                save(
+                    failure_gallery(
+                        fci,
+                        run.load,
+                        run.palette,
+                        run.class_names,
+                        per_class=run.cfg.gallery_per_class,
+                        max_classes=run.cfg.gallery_classes,
+                        ignore_index=run.cfg.ignore_index,
+                    ),
+                    "failure_gallery",
+                )
+    return files
+
+
+def write_run_video(run: MetricsRun, result: RunResult | DavisResult | None = None) -> Path | None:
+    """GT | prediction | errors for every frame of a run as ``output_dir/video_<run>.<mp4|gif>``."""
+    from dino_lib.viz.segmentation import side_by_side
+    from dino_lib.viz.video import write_video
+
+    if run.cfg.video is None:
+        return None
+    result = result or run.results[0]
+    ignore = run.cfg.ignore_index if run.cfg.mode == "semantic" else 255
+
+    def frames():
+        for stem in result.stems:
+            image, gt, pred = load_frame(result, stem)
+            yield side_by_side(image, gt, pred, run.palette, with_errors=True, ignore_index=ignore)
+
+    return write_video(frames(), Path(run.cfg.output_dir) / f"video_{result.name}.{run.cfg.video}", fps=run.cfg.fps)
+
+
+def run_metrics(cfg: MetricsConfig) -> MetricsRun:
+    """The whole step: inputs -> tables (CSV) -> figures -> video; returns the :class:`MetricsRun`."""
+    out = Path(cfg.output_dir)
+    save_run_config(cfg, out)
+    predictions, standin = prepare(cfg)
+    run = evaluate(cfg, predictions, standin)
+    run.files.update(run.report.save(out))
+    run.files.update(write_figures(run))
+    video = write_run_video(run)
+    if video is not None:
+        run.files["video"] = video
+    if standin:
+        logger.warning("scores above are for DEMO STAND-IN predictions (%s)", standin)
+    return run
