@@ -19,3 +19,12 @@ __all__ = [
     "load_pretrained",
     "state_dict_hash",
 ]
+
+from dino_lib.models.head import DINOHead  # noqa: E402
+from dino_lib.models.multicrop import MultiCropWrapper  # noqa: E402
+
+__all__ += ["DINOHead", "MultiCropWrapper"]
+
+from dino_lib.models.region_vit import RegionViT, build_region_vit, load_region_vit  # noqa: E402
+
+__all__ += ["RegionViT", "build_region_vit", "load_region_vit"]

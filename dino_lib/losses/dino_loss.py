@@ -1,0 +1,120 @@
+"""DINO loss with centering and a per-epoch teacher temperature (training.md §7).
+
+Reference: Caron et al., "Emerging Properties in Self-Supervised Vision Transformers", ICCV 2021
+(arXiv 2104.14294); original code github.com/facebookresearch/dino.
+
+For teacher chunks ``i in {0, 1}`` (the two global crops) and student chunks ``v != i`` the loss is the
+cross-entropy ``-sum_k q_ik log p_vk`` averaged over the batch, then averaged over the ``2 * ncrops - 2`` pairs.
+The teacher softmax uses ``(t - center) / tau_t(epoch)``; the center is updated **after** the loss from the raw
+teacher logits (momentum 0.9, mean over all processes).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ["DINOLoss", "teacher_temp_schedule"]
+
+
+def teacher_temp_schedule(
+    warmup_teacher_temp: float, teacher_temp: float, warmup_epochs: int, nepochs: int
+) -> np.ndarray:
+    """Per-epoch teacher temperature: ``linspace`` over the warm-up epochs (endpoints included), then constant."""
+    if warmup_epochs > nepochs:
+        raise ValueError(f"warmup_teacher_temp_epochs ({warmup_epochs}) exceeds the number of epochs ({nepochs})")
+    return np.concatenate(
+        (np.linspace(warmup_teacher_temp, teacher_temp, warmup_epochs), np.ones(nepochs - warmup_epochs) * teacher_temp)
+    )
+
+
+class DINOLoss(nn.Module):
+    """Cross-entropy between the centred, sharpened teacher and the student over all cross-view pairs.
+
+    Args:
+        out_dim: K, the head output size (size of the ``center`` buffer).
+        ncrops: number of student crops (2 global + local crops).
+        warmup_teacher_temp: teacher temperature at epoch 0.
+        teacher_temp: teacher temperature after the warm-up.
+        warmup_teacher_temp_epochs: epochs of linear temperature warm-up.
+        nepochs: total epochs (length of the temperature schedule).
+        student_temp: student temperature (0.1).
+        center_momentum: EMA momentum of the center (0.9).
+
+    After each call, ``last_stats`` holds detached scalar tensors: ``teacher_entropy`` (mean entropy of the teacher
+    distribution, in nats), ``teacher_temp`` and ``center_norm`` (after the update); reading them syncs the host,
+    so the trainer only does it when it logs.
+    """
+
+    def __init__(
+        self,
+        out_dim: int,
+        ncrops: int,
+        warmup_teacher_temp: float,
+        teacher_temp: float,
+        warmup_teacher_temp_epochs: int,
+        nepochs: int,
+        student_temp: float = 0.1,
+        center_momentum: float = 0.9,
+    ) -> None:
+        super().__init__()
+        if ncrops < 2:
+            raise ValueError(f"DINOLoss needs at least the two global crops, found ncrops={ncrops}")
+        self.out_dim = out_dim
+        self.ncrops = ncrops
+        self.student_temp = student_temp
+        self.center_momentum = center_momentum
+        self.register_buffer("center", torch.zeros(1, out_dim))
+        self.teacher_temp_schedule = teacher_temp_schedule(
+            warmup_teacher_temp, teacher_temp, warmup_teacher_temp_epochs, nepochs
+        )
+        self.last_stats: dict[str, torch.Tensor] = {}
+
+    def forward(self, student_output: torch.Tensor, teacher_output: torch.Tensor, epoch: int) -> torch.Tensor:
+        """Loss for one batch; also updates the center.
+
+        Args:
+            student_output: ``(ncrops * B, K)`` crop-major student logits.
+            teacher_output: ``(2 * B, K)`` crop-major teacher logits (global crops only).
+            epoch: current epoch (indexes the temperature schedule; out of range raises IndexError).
+        """
+        n_teacher = teacher_output.shape[0] // 2
+        if student_output.shape[0] != self.ncrops * n_teacher:
+            raise ValueError(
+                f"student output has {student_output.shape[0]} rows, expected ncrops * B = {self.ncrops} * {n_teacher}"
+            )
+        # The loss is always computed in fp32 (TRN-04), whatever the autocast dtype of the forwards.
+        student_output = student_output.float()
+        teacher_output = teacher_output.detach().float()
+        temp = float(self.teacher_temp_schedule[epoch])
+        log_p = F.log_softmax(student_output / self.student_temp, dim=-1).view(self.ncrops, n_teacher, -1)
+        log_q = F.log_softmax((teacher_output - self.center) / temp, dim=-1).view(2, n_teacher, -1)
+        q = log_q.exp()  # (2, B, K)
+        # All (teacher chunk, student chunk) cross-entropies at once; same-view pairs are masked out.
+        cross = -torch.einsum("ibk,vbk->iv", q, log_p) / n_teacher  # (2, ncrops)
+        mask = torch.ones_like(cross, dtype=torch.bool)
+        mask[0, 0] = mask[1, 1] = False
+        loss = cross[mask].sum() / mask.sum()
+        with torch.no_grad():
+            entropy = -(q * log_q).sum(-1).mean()
+            self.update_center(teacher_output)
+            self.last_stats = {
+                "teacher_entropy": entropy,
+                "teacher_temp": torch.tensor(temp),
+                "center_norm": self.center.norm(),
+            }
+        return loss
+
+    @torch.no_grad()
+    def update_center(self, teacher_output: torch.Tensor) -> None:
+        """EMA of the batch mean of raw teacher logits, averaged over every process when distributed."""
+        batch_center = teacher_output.sum(dim=0, keepdim=True)  # (1, K)
+        count = teacher_output.shape[0]
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(batch_center)
+            count *= dist.get_world_size()
+        batch_center = batch_center / count
+        self.center.mul_(self.center_momentum).add_(batch_center * (1 - self.center_momentum))

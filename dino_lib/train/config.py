@@ -1,0 +1,153 @@
+"""TrainConfig: every key of the reference trainer (training.md §2) plus dino_lib extras and launcher keys.
+
+Key names follow the reference arguments so its users find their way (``use_fp16`` is replaced by
+``precision``). YAML parameter sets live in ``params/pretrain/``; the resolved config is written to
+``RUN_DIR/config.yaml``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+from dino_lib.config import ConfigError, param
+
+__all__ = ["TrainConfig", "SlurmConfig", "config_from_params"]
+
+_VIT = re.compile(r"^(vit_tiny|vit_small|vit_base)(_patch\d+)?$")
+
+
+@dataclass
+class SlurmConfig:
+    """Slurm job settings for ``launcher: slurm`` (submitit)."""
+
+    nodes: int = param(1, ge=1, help="number of nodes")
+    gpus_per_node: int = param(8, ge=0, help="GPUs (= tasks) per node; 0 runs one CPU task per node")
+    partition: str = param("", help="Slurm partition ('' = cluster default)")
+    time_min: int = param(2800, ge=1, help="time limit in minutes")
+    cpus_per_task: int = param(10, ge=1)
+    mem_gb_per_gpu: int = param(40, ge=1)
+    constraint: str = param("", help="e.g. volta32gb")
+    account: str = param("")
+    comment: str = param("")
+    max_num_timeout: int = param(20, ge=0, help="requeues after preemption/timeout before giving up")
+    folder: str = param("", help="submitit log folder ('' = RUN_DIR/slurm)")
+    executor: str = param("slurm", choices=("slurm", "local"), help="'local' runs the job here (tests)")
+    dry_run: bool = param(False, help="print the job that would be submitted and return")
+
+
+@dataclass
+class TrainConfig:
+    """DINO pretraining parameters (defaults = the reference CLI defaults, training.md §2)."""
+
+    # model
+    arch: str = param("vit_small", help="vit_tiny|vit_small|vit_base[_patchN], torchvision name or timm:<name>")
+    patch_size: int = param(16, ge=1)
+    arch_kwargs: dict = field(default_factory=dict)
+    out_dim: int = param(65536, ge=1)
+    norm_last_layer: bool = True
+    momentum_teacher: float = param(0.996, ge=0.0, le=1.0)
+    use_bn_in_head: bool = False
+    head_hidden_dim: int = param(2048, ge=1)
+    head_bottleneck_dim: int = param(256, ge=1)
+    head_nlayers: int = param(3, ge=1)
+    drop_path_rate: float = param(0.1, ge=0.0, lt=1.0)
+    # temperatures
+    warmup_teacher_temp: float = param(0.04, gt=0.0)
+    teacher_temp: float = param(0.04, gt=0.0)
+    warmup_teacher_temp_epochs: int = param(0, ge=0)
+    student_temp: float = param(0.1, gt=0.0)
+    center_momentum: float = param(0.9, ge=0.0, le=1.0)
+    # optimisation
+    precision: str = param("bf16", choices=("fp32", "bf16", "fp16"), help="fp16 needs CUDA (GradScaler)")
+    weight_decay: float = param(0.04, ge=0.0)
+    weight_decay_end: float = param(0.4, ge=0.0)
+    clip_grad: float = param(3.0, ge=0.0)
+    batch_size_per_gpu: int = param(64, ge=1)
+    epochs: int = param(100, ge=1)
+    freeze_last_layer: int = param(1, ge=0)
+    lr: float = param(0.0005, ge=0.0)
+    warmup_epochs: int = param(10, ge=0)
+    min_lr: float = param(1e-6, ge=0.0)
+    optimizer: str = param("adamw", choices=("adamw", "sgd", "lars"))
+    # multi-crop
+    global_crops_scale: list[float] = field(default_factory=lambda: [0.4, 1.0])
+    local_crops_number: int = param(8, ge=0)
+    local_crops_scale: list[float] = field(default_factory=lambda: [0.05, 0.4])
+    global_crops_size: int = param(224, ge=8)
+    local_crops_size: int = param(96, ge=8)
+    # data and task
+    task: str = param("images", help="registered training task (dino_lib.train.tasks.TASKS)")
+    region: dict = field(default_factory=dict)
+    data_path: str = param("sample:images", help="image folder or sample:<name>")
+    max_images: int | None = param(None, help="use only the first N images (sorted order)")
+    check_images: str = param("auto", choices=("auto", "decode", "open", "off"))
+    skip_corrupt_images: bool = False
+    num_workers: int = param(10, ge=0)
+    # run
+    output_dir: str = param("runs/pretrain", help="RUN_DIR; resumed automatically when it holds checkpoint.pth")
+    saveckp_freq: int = param(20, ge=0)
+    checkpoint_every_iters: int = param(0, ge=0, help="also checkpoint inside an epoch every N iterations")
+    seed: int = 0
+    device: str = param("auto", help="auto|cpu|cuda")
+    log_every: int = param(10, ge=1, help="iterations between log.jsonl records")
+    knn_every: int = param(0, ge=0, help="epochs between k-NN monitors (0 = off)")
+    knn_data_path: str | None = None
+    knn_resize: int = param(256, ge=8, help="k-NN monitor: resize side before the centre crop")
+    knn_crop: int = param(224, ge=8, help="k-NN monitor: centre-crop side")
+    collapse_patience: int = param(3, ge=1, help="epochs near ln K before the collapse warning")
+    dist_timeout_s: float = param(600.0, gt=0.0)
+    # launcher
+    launcher: str = param("local", choices=("local", "torchrun", "slurm"))
+    nproc_per_node: int = param(1, ge=1)
+    nnodes: int = param(1, ge=1)
+    slurm: SlurmConfig = field(default_factory=SlurmConfig)
+
+    def validate(self) -> None:
+        """Cross-field checks (single fields are checked from their annotations and bounds)."""
+        for key in ("global_crops_scale", "local_crops_scale"):
+            lo_hi = getattr(self, key)
+            if len(lo_hi) != 2 or not (0.0 < lo_hi[0] <= lo_hi[1] <= 1.0):
+                raise ConfigError(f"{key}: expected [min, max] with 0 < min <= max <= 1, found {lo_hi}")
+        if self.warmup_teacher_temp_epochs > self.epochs:
+            raise ConfigError(
+                f"warmup_teacher_temp_epochs ({self.warmup_teacher_temp_epochs}) must be <= epochs ({self.epochs})"
+            )
+        if self.warmup_epochs > self.epochs:
+            raise ConfigError(f"warmup_epochs ({self.warmup_epochs}) must be <= epochs ({self.epochs})")
+        if self.knn_every and not self.knn_data_path:
+            raise ConfigError("knn_every > 0 needs knn_data_path (e.g. sample:labelled)")
+        if self.task == "images" and not (_VIT.match(self.arch) or self.arch.startswith("timm:")):
+            import torchvision
+
+            if self.arch not in torchvision.models.list_models(module=torchvision.models):
+                raise ConfigError(
+                    f"arch: unknown architecture {self.arch!r}; expected vit_tiny, vit_small, vit_base "
+                    "(optionally _patch8/_patch16), a torchvision model name (e.g. resnet50) or timm:<name>"
+                )
+
+    @property
+    def ncrops(self) -> int:
+        return 2 + self.local_crops_number
+
+    @property
+    def ln_k(self) -> float:
+        """ln K: the loss of uniform teacher targets (the flat-loss collapse level, §20 item 2)."""
+        return math.log(self.out_dim)
+
+    @property
+    def is_vit(self) -> bool:
+        return bool(_VIT.match(self.arch)) or self.arch.startswith("timm:vit")
+
+
+def config_from_params(namespace: dict, **extra: object) -> TrainConfig:
+    """Build a validated TrainConfig from the notebook's parameter variables (keys that are TrainConfig fields)."""
+    import dataclasses
+
+    from dino_lib.config import from_dict
+
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    data = {k: v for k, v in namespace.items() if k in names}
+    data.update(extra)
+    return from_dict(TrainConfig, data, source="notebook parameters")

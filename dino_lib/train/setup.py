@@ -1,0 +1,174 @@
+"""Build everything a run needs from a TrainConfig: models, loader, schedules, loss, optimiser (setup step).
+
+Derived values (scaled LR, iterations per epoch, schedules) are computed here once (style rule 2).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader
+
+from dino_lib.data.image_folder import SeededCrops
+from dino_lib.distributed import DistInfo
+from dino_lib.losses.dino_loss import DINOLoss
+from dino_lib.models.head import DINOHead
+from dino_lib.models.multicrop import MultiCropWrapper
+from dino_lib.train.config import TrainConfig
+from dino_lib.train.ema import EMA
+from dino_lib.train.optim import build_optimizer, get_params_groups
+from dino_lib.train.sampler import ResumableDistributedSampler
+from dino_lib.train.schedules import cosine_schedule, scaled_lr
+from dino_lib.train.tasks import Task, build_task
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["RunParts", "build_run", "seed_everything", "make_loader"]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (same seed on every rank, TRN-12)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class RunParts:
+    """The objects of one run (``student``/``teacher`` are un-wrapped; ``student_ddp`` is what runs forward)."""
+
+    task: Task
+    dataset: SeededCrops
+    sampler: ResumableDistributedSampler
+    student: MultiCropWrapper
+    teacher: MultiCropWrapper
+    student_ddp: nn.Module
+    ema: EMA
+    dino_loss: DINOLoss
+    optimizer: torch.optim.Optimizer
+    scaler: Any
+    lr_schedule: np.ndarray
+    wd_schedule: np.ndarray
+    momentum_schedule: np.ndarray
+    niter_per_ep: int
+    peak_lr: float
+
+
+def _has_batchnorm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def make_loader(parts: RunParts, cfg: TrainConfig, device: torch.device, epoch: int) -> DataLoader:
+    """A fresh loader per epoch: workers see the epoch's seed, and the generator keeps the global RNG untouched."""
+    return DataLoader(
+        parts.dataset,
+        batch_size=cfg.batch_size_per_gpu,
+        sampler=parts.sampler,
+        num_workers=cfg.num_workers,
+        pin_memory=device.type == "cuda",
+        drop_last=True,
+        collate_fn=parts.task.collate_fn,
+        generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch),
+    )
+
+
+def build_run(cfg: TrainConfig, info: DistInfo, device: torch.device) -> RunParts:
+    """Task, student/teacher, DDP, sampler, schedules, loss, optimiser and scaler for ``cfg``."""
+    seed_everything(cfg.seed)
+    task = build_task(cfg)
+    n = len(task.dataset)  # type: ignore[arg-type]
+    global_batch = cfg.batch_size_per_gpu * info.world_size
+    if n < global_batch:
+        raise ValueError(
+            f"{cfg.data_path}: {n} images, fewer than one global batch of {global_batch} "
+            f"(batch_size_per_gpu {cfg.batch_size_per_gpu} x {info.world_size} processes); lower batch_size_per_gpu "
+            "or add images"
+        )
+    dataset = SeededCrops(task.dataset, seed=cfg.seed)
+    sampler = ResumableDistributedSampler(n, info.world_size, info.rank, cfg.batch_size_per_gpu, seed=cfg.seed)
+
+    head_kw = dict(
+        use_bn=cfg.use_bn_in_head,
+        nlayers=cfg.head_nlayers,
+        hidden_dim=cfg.head_hidden_dim,
+        bottleneck_dim=cfg.head_bottleneck_dim,
+    )
+    student = MultiCropWrapper(
+        task.student_backbone, DINOHead(task.embed_dim, cfg.out_dim, norm_last_layer=cfg.norm_last_layer, **head_kw)
+    )
+    # The teacher head is built with the default norm_last_layer=True, then overwritten by the student (§6.4).
+    teacher = MultiCropWrapper(task.teacher_backbone, DINOHead(task.embed_dim, cfg.out_dim, **head_kw))
+    if info.distributed and _has_batchnorm(student):
+        if device.type == "cuda":
+            student = nn.SyncBatchNorm.convert_sync_batchnorm(student)
+            teacher = nn.SyncBatchNorm.convert_sync_batchnorm(teacher)
+        elif info.rank == 0:
+            # DDP refuses SyncBatchNorm on CPU modules; batch statistics stay per process there.
+            logger.warning("BatchNorm on CPU under torchrun: statistics are per process (SyncBatchNorm needs CUDA)")
+    student.to(device)
+    teacher.to(device)
+    teacher.load_state_dict(student.state_dict())
+    for p in teacher.parameters():
+        p.requires_grad = False
+    if info.distributed:
+        ids = [device.index] if device.type == "cuda" else None
+        student_ddp: nn.Module = nn.parallel.DistributedDataParallel(student, device_ids=ids)
+    else:
+        student_ddp = student
+
+    niter = sampler.batches_per_epoch
+    peak_lr = scaled_lr(cfg.lr, cfg.batch_size_per_gpu, info.world_size)
+    lr_schedule = cosine_schedule(peak_lr, cfg.min_lr, cfg.epochs, niter, warmup_epochs=cfg.warmup_epochs)
+    wd_schedule = cosine_schedule(cfg.weight_decay, cfg.weight_decay_end, cfg.epochs, niter)
+    momentum_schedule = cosine_schedule(cfg.momentum_teacher, 1.0, cfg.epochs, niter)
+    dino_loss = DINOLoss(
+        cfg.out_dim,
+        2 + task.n_local_crops,
+        cfg.warmup_teacher_temp,
+        cfg.teacher_temp,
+        cfg.warmup_teacher_temp_epochs,
+        cfg.epochs,
+        student_temp=cfg.student_temp,
+        center_momentum=cfg.center_momentum,
+    ).to(device)
+    optimizer = build_optimizer(cfg.optimizer, get_params_groups(student))
+    scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
+    if info.rank == 0:
+        logger.info(
+            "%d images, %d iterations/epoch, global batch %d, peak lr %.3g (lr %.3g x %d/256)",
+            n,
+            niter,
+            global_batch,
+            peak_lr,
+            cfg.lr,
+            global_batch,
+        )
+        if global_batch < 256 and cfg.momentum_teacher == 0.996:
+            logger.warning(
+                "global batch %d < 256 with momentum_teacher 0.996: consider 0.9995 (§20 item 13)", global_batch
+            )
+        if not cfg.norm_last_layer and not cfg.arch.startswith("vit_small"):
+            logger.warning("norm_last_layer false is only known to be safe with vit_small (§20 item 14)")
+    return RunParts(
+        task,
+        dataset,
+        sampler,
+        student,
+        teacher,
+        student_ddp,
+        EMA(student, teacher),
+        dino_loss,
+        optimizer,
+        scaler,
+        lr_schedule,
+        wd_schedule,
+        momentum_schedule,
+        niter,
+        peak_lr,
+    )

@@ -1,0 +1,105 @@
+"""Pluggable training tasks: what the crops are and which backbones see them.
+
+The loop never hard-codes images: ``cfg.task`` names an entry of :data:`TASKS`, a ``"module:function"`` string
+imported lazily, and the function ``build(cfg: TrainConfig) -> Task`` returns the dataset and the two backbones.
+Dataset items are ``(list of crop tensors, anything)`` with the global crops first, then the local crops. Any
+randomness in the dataset must come from the torch RNG (the loop seeds it per sample for exact resumption).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch.nn as nn
+from torch.utils.data import Dataset
+
+if TYPE_CHECKING:
+    from dino_lib.train.config import TrainConfig
+
+__all__ = ["Task", "TASKS", "build_task", "build_image_task"]
+
+TASKS: dict[str, str] = {
+    "images": "dino_lib.train.tasks:build_image_task",
+    "regions": "dino_lib.hierarchical.region_task:build_region_task",
+}
+
+
+@dataclass
+class Task:
+    """What a training run consumes.
+
+    Attributes:
+        dataset: items ``([global_1, global_2, local_1, ...], label)``.
+        collate_fn: batch collation (None = PyTorch's default: a list of ``(B, ...)`` tensors per crop).
+        student_backbone: built with the student's drop-path rate.
+        teacher_backbone: same architecture, no drop path (its weights are overwritten by the student's).
+        embed_dim: backbone output size (the head's input).
+        n_global_crops: 2.
+        n_local_crops: number of local crops per item.
+    """
+
+    dataset: Dataset
+    collate_fn: Callable[[list[Any]], Any] | None
+    student_backbone: nn.Module
+    teacher_backbone: nn.Module
+    embed_dim: int
+    n_global_crops: int
+    n_local_crops: int
+
+
+def build_task(cfg: TrainConfig) -> Task:
+    """Import and call the builder registered under ``cfg.task``."""
+    if cfg.task not in TASKS:
+        raise ValueError(f"task: unknown task {cfg.task!r}; registered tasks: {', '.join(sorted(TASKS))}")
+    module_name, func_name = TASKS[cfg.task].split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ImportError(f"task {cfg.task!r}: cannot import {module_name} ({err})") from err
+    task = getattr(module, func_name)(cfg)
+    if task.n_global_crops != 2:
+        raise ValueError(f"task {cfg.task!r}: DINO needs exactly 2 global crops, found {task.n_global_crops}")
+    return task
+
+
+def build_backbone_pair(cfg: TrainConfig) -> tuple[nn.Module, nn.Module]:
+    """Student (drop path ``cfg.drop_path_rate``) and teacher (drop path 0) backbones for ``cfg.arch``."""
+    from dino_lib.models import build_backbone
+
+    kwargs = dict(cfg.arch_kwargs)
+    patch = {"patch_size": cfg.patch_size} if cfg.is_vit and not cfg.arch.startswith("timm:") else {}
+    if "_patch" in cfg.arch:
+        patch = {}
+    if cfg.is_vit:
+        student = build_backbone(cfg.arch, **patch, drop_path_rate=cfg.drop_path_rate, **kwargs)
+        teacher = build_backbone(cfg.arch, **patch, drop_path_rate=0.0, **kwargs)
+    else:
+        student = build_backbone(cfg.arch, **kwargs)
+        teacher = build_backbone(cfg.arch, **kwargs)
+    return student, teacher
+
+
+def build_image_task(cfg: TrainConfig) -> Task:
+    """Multi-crop DINO on an image folder (``cfg.data_path``, ``sample:<name>`` allowed)."""
+    from torch.utils.data import Subset
+
+    from dino_lib.data.augment import DataAugmentationDINO
+    from dino_lib.data.image_folder import ImageDataset
+    from dino_lib.sample_data import resolve_data_path
+
+    transform = DataAugmentationDINO(
+        global_crops_scale=cfg.global_crops_scale,
+        local_crops_scale=cfg.local_crops_scale,
+        local_crops_number=cfg.local_crops_number,
+        global_crops_size=cfg.global_crops_size,
+        local_crops_size=cfg.local_crops_size,
+    )
+    root = resolve_data_path(cfg.data_path)
+    dataset: Dataset = ImageDataset(root, transform, check=cfg.check_images, skip_corrupt=cfg.skip_corrupt_images)
+    if cfg.max_images is not None and cfg.max_images < len(dataset):  # type: ignore[arg-type]
+        dataset = Subset(dataset, range(cfg.max_images))
+    student, teacher = build_backbone_pair(cfg)
+    return Task(dataset, None, student, teacher, int(student.embed_dim), 2, cfg.local_crops_number)

@@ -1,0 +1,134 @@
+"""Multi-process training on CPU with gloo: torchrun on one node, a two-node run simulated on one machine,
+and a dying worker (environment.md §5; training.md TRN-03)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from dino_lib.distributed import DistInfo, all_reduce_mean, get_world_size, init_distributed
+from dino_lib.utils.io import safe_torch_load
+
+REPO = Path(__file__).resolve().parent.parent
+RUNNER = REPO / "tests" / "train" / "fault_runner.py"
+TINY = {
+    "arch": "vit_tiny",
+    "arch_kwargs": {"depth": 2, "embed_dim": 32, "num_heads": 2},
+    "out_dim": 64,
+    "head_hidden_dim": 32,
+    "head_bottleneck_dim": 16,
+    "epochs": 2,
+    "warmup_epochs": 1,
+    "batch_size_per_gpu": 4,
+    "lr": 0.01,
+    "global_crops_size": 32,
+    "local_crops_size": 16,
+    "local_crops_number": 2,
+    "precision": "fp32",
+    "num_workers": 0,
+    "data_path": "sample:images",
+    "max_images": 16,
+    "log_every": 1,
+    "saveckp_freq": 1,
+    "device": "cpu",
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _config(tmp: Path, name: str, **over) -> Path:
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(dict(TINY, output_dir=str(tmp / name), **over)))
+    return path
+
+
+def _env() -> dict[str, str]:
+    return dict(os.environ, OMP_NUM_THREADS="1")
+
+
+def _torchrun(*args: str) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", *args]
+
+
+def test_single_process_needs_no_process_group(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert init_distributed("cpu") == DistInfo(0, 1, 0)
+    assert get_world_size() == 1
+    assert torch.equal(all_reduce_mean(torch.tensor([2.0])), torch.tensor([2.0]))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    with pytest.raises(RuntimeError, match="MASTER_ADDR"):
+        init_distributed("cpu")
+
+
+@pytest.mark.ddp
+@pytest.mark.slow
+def test_two_process_and_simulated_two_node_runs_agree(tmp_path):
+    cfg1 = _config(tmp_path, "single")
+    cmd = _torchrun("--standalone", "--nproc_per_node=2", "-m", "dino_lib.train", "--config", str(cfg1))
+    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    single = safe_torch_load(tmp_path / "single" / "checkpoint.pth")
+    assert single["epoch"] == 2 and single["config"]["output_dir"].endswith("single")
+
+    cfg2 = _config(tmp_path, "nodes")
+    port = _free_port()
+    procs = [
+        subprocess.Popen(
+            _torchrun(
+                "--nnodes=2",
+                "--nproc_per_node=1",
+                f"--node_rank={rank}",
+                "--rdzv_backend=c10d",
+                f"--rdzv_endpoint=127.0.0.1:{port}",
+                "--rdzv_id=dino-test",
+                "-m",
+                "dino_lib.train",
+                "--config",
+                str(cfg2),
+            ),
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=REPO,
+        )
+        for rank in (0, 1)
+    ]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), "\n".join(o[-3000:] for o in outs)
+    run = tmp_path / "nodes"
+    assert sorted(p.name for p in run.glob("checkpoint*.pth")) == [
+        "checkpoint.pth",
+        "checkpoint0000.pth",
+        "checkpoint0001.pth",
+    ]
+    assert not list(run.glob(".checkpoint*.tmp"))  # one writer: no concurrent temporaries left
+    nodes = safe_torch_load(run / "checkpoint.pth")
+    for part in ("student", "teacher"):
+        for k, v in single[part].items():
+            assert torch.allclose(v, nodes[part][k], atol=1e-6), f"{part}.{k}"
+    assert torch.allclose(single["dino_loss"]["center"], nodes["dino_loss"]["center"], atol=1e-6)
+
+
+@pytest.mark.ddp
+@pytest.mark.slow
+def test_dead_worker_fails_the_job_promptly(tmp_path):
+    cfg = _config(tmp_path, "dies", epochs=2)
+    cmd = _torchrun("--standalone", "--nproc_per_node=2", str(RUNNER), str(cfg), "kill_at_iter", "1")
+    start = time.monotonic()
+    proc = subprocess.run(cmd, env=dict(_env(), FAULT_RANK="1"), capture_output=True, text=True, timeout=240, cwd=REPO)
+    assert proc.returncode != 0
+    assert time.monotonic() - start < 120
