@@ -18,7 +18,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 import yaml
 
-from dino_lib.models import IMAGENET_MEAN, IMAGENET_STD, build_backbone, load_pretrained, state_dict_hash
+from dino_lib.data.normalization import NORMALIZATIONS, Stats
+from dino_lib.models import build_backbone, load_pretrained, state_dict_hash
 from dino_lib.models.loading import extract_state_dict
 from dino_lib.utils.io import safe_torch_load
 
@@ -32,12 +33,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-Stats = tuple[tuple[float, float, float], tuple[float, float, float]]
-NORMALIZATIONS: dict[str, Stats] = {
-    "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
-    "hipt": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
-}
 
 
 def _stats_from_mapping(data: Any) -> Stats | None:

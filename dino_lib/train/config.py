@@ -77,6 +77,9 @@ class TrainConfig:
     local_crops_scale: list[float] = field(default_factory=lambda: [0.05, 0.4])
     global_crops_size: int = param(224, ge=8)
     local_crops_size: int = param(96, ge=8)
+    normalization: str = param(
+        "imagenet", choices=("imagenet", "hipt"), help="input normalisation, recorded for feature extraction"
+    )
     # data and task
     task: str = param("images", help="registered training task (dino_lib.train.tasks.TASKS)")
     region: dict = field(default_factory=dict)

@@ -88,6 +88,7 @@ def build_image_task(cfg: TrainConfig) -> Task:
 
     from dino_lib.data.augment import DataAugmentationDINO
     from dino_lib.data.image_folder import ImageDataset
+    from dino_lib.data.normalization import NORMALIZATIONS
     from dino_lib.sample_data import resolve_data_path
 
     transform = DataAugmentationDINO(
@@ -96,6 +97,8 @@ def build_image_task(cfg: TrainConfig) -> Task:
         local_crops_number=cfg.local_crops_number,
         global_crops_size=cfg.global_crops_size,
         local_crops_size=cfg.local_crops_size,
+        mean=NORMALIZATIONS[cfg.normalization][0],
+        std=NORMALIZATIONS[cfg.normalization][1],
     )
     root = resolve_data_path(cfg.data_path)
     dataset: Dataset = ImageDataset(root, transform, check=cfg.check_images, skip_corrupt=cfg.skip_corrupt_images)
