@@ -32,7 +32,7 @@ def run_child(args: argparse.Namespace) -> dict:
     from dino_lib.models import DINOHead, MultiCropWrapper, build_backbone
     from dino_lib.train.ema import EMA
     from dino_lib.train.grad import clip_gradients
-    from dino_lib.train.optim import get_params_groups
+    from dino_lib.train.optim import build_optimizer, get_params_groups
     from dino_lib.utils.perf import measure_matmul_peak, peak_rss_mb, vit_forward_flops
 
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.child]
@@ -46,7 +46,9 @@ def run_child(args: argparse.Namespace) -> dict:
         p.requires_grad = False
     ncrops = 2 + args.local_crops
     loss_fn = DINOLoss(args.out_dim, ncrops, 0.04, 0.04, 0, 1)
-    opt = torch.optim.AdamW(get_params_groups(student), lr=1e-4)
+    opt = build_optimizer("adamw", get_params_groups(student))  # the trainer's optimiser (fused AdamW on the CPU)
+    for group in opt.param_groups:
+        group["lr"] = 1e-4
     ema = EMA(student, teacher)
     b = args.batch
     crops = [torch.randn(b, 3, args.global_size, args.global_size) for _ in range(2)]

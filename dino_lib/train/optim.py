@@ -15,6 +15,9 @@ import torch.nn as nn
 
 __all__ = ["get_params_groups", "LARS", "build_optimizer"]
 
+# Device types with a fused AdamW kernel in PyTorch.
+_FUSED_ADAMW_DEVICES = {"cpu", "cuda", "mps", "xpu"}
+
 
 def get_params_groups(model: nn.Module) -> list[dict[str, Any]]:
     """``[{"params": regularised}, {"params": not_regularised, "weight_decay": 0.0}]`` (also carries names)."""
@@ -78,7 +81,12 @@ class LARS(torch.optim.Optimizer):
 def build_optimizer(name: str, groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
     """``adamw`` (PyTorch defaults), ``sgd`` (momentum 0.9) or ``lars``; lr/wd are set by the schedules."""
     if name == "adamw":
-        # foreach: one multi-tensor kernel per state update instead of a Python loop over ~150 tensors (CPU too).
+        # fused: one pass over each tensor for the whole update. On the CPU the foreach path is a loop of separate
+        # element-wise ops (measured ~5x slower than fused for vit_small + a 65536-prototype head, and slower than
+        # the plain loop); the update is the same AdamW formula, equal to foreach up to float rounding.
+        devices = {p.device.type for g in groups for p in g["params"]}
+        if devices <= _FUSED_ADAMW_DEVICES:
+            return torch.optim.AdamW(groups, fused=True)
         return torch.optim.AdamW(groups, foreach=True)
     if name == "sgd":
         return torch.optim.SGD(groups, lr=0.0, momentum=0.9)

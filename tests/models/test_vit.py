@@ -201,6 +201,55 @@ def test_fused_attention_equals_unfused(tiny: DinoVisionTransformer) -> None:
     torch.testing.assert_close(fused, unfused, atol=1e-5, rtol=1e-4)
 
 
+def test_bf16_cpu_explicit_attention_matches_flash_kernel() -> None:
+    """The explicit bf16 CPU path (short sequences) agrees with the SDPA kernel in outputs and gradients."""
+    from dino_lib.models import vit
+
+    torch.manual_seed(0)
+    model = build_backbone("vit_tiny", depth=2).train()
+    x = images(48, 64)
+
+    def run(max_tokens: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        old = vit.EXPLICIT_BF16_MAX_TOKENS
+        vit.EXPLICIT_BF16_MAX_TOKENS = max_tokens
+        try:
+            model.zero_grad(set_to_none=True)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                out = model.forward_features(x)
+            out.float().square().mean().backward()
+        finally:
+            vit.EXPLICIT_BF16_MAX_TOKENS = old
+        return out.float(), [p.grad.clone() for p in model.parameters()]
+
+    explicit, g_explicit = run(10_000)
+    flash, g_flash = run(0)  # every sequence longer than 0 tokens: SDPA
+    torch.testing.assert_close(explicit, flash, atol=5e-2, rtol=5e-2)
+    for a, b in zip(g_explicit, g_flash):
+        assert F.cosine_similarity(a.flatten(), b.flatten(), dim=0) > 0.99
+
+
+def test_fp32_attention_unchanged_by_bf16_fast_path(tiny: DinoVisionTransformer) -> None:
+    """Outside bf16 the attention is timm's SDPA path bit for bit, whatever the explicit-path threshold."""
+    from timm.layers import Attention
+
+    from dino_lib.models import vit
+
+    x = images(64, 64)
+    with torch.no_grad():
+        ours = tiny.forward_features(x)
+        old = vit.EXPLICIT_BF16_MAX_TOKENS
+        try:
+            vit.EXPLICIT_BF16_MAX_TOKENS = 0
+            for blk in tiny.blocks:
+                blk.attn.__class__ = Attention  # timm's own forward
+            ref = tiny.forward_features(x)
+        finally:
+            vit.EXPLICIT_BF16_MAX_TOKENS = old
+            for blk in tiny.blocks:
+                blk.attn.__class__ = vit.DinoAttention
+    assert torch.equal(ours, ref)
+
+
 def test_drop_path_linear_rates_and_train_mode_only() -> None:
     torch.manual_seed(0)
     model = build_backbone("vit_tiny", depth=3, drop_path_rate=0.4)

@@ -41,7 +41,9 @@ def test_param_group_membership(norm_last_layer):
 
 def test_optimizers_build():
     groups = get_params_groups(tiny_model())
-    assert isinstance(build_optimizer("adamw", groups), torch.optim.AdamW)
+    adamw = build_optimizer("adamw", groups)
+    assert isinstance(adamw, torch.optim.AdamW)
+    assert adamw.param_groups[0]["fused"]  # CPU parameters: the fused kernel
     assert build_optimizer("sgd", get_params_groups(tiny_model())).param_groups[0]["momentum"] == 0.9
     assert isinstance(build_optimizer("lars", get_params_groups(tiny_model())), LARS)
     with pytest.raises(ValueError):
@@ -69,6 +71,24 @@ def test_per_parameter_clipping():
     assert norms == pytest.approx([5.0, 0.1])
     assert torch.allclose(a.grad, torch.tensor([3.0, 4.0, 0.0]) * (1.0 / (5.0 + 1e-6)))
     assert torch.equal(b.grad, torch.tensor([0.1, 0.0]))  # below the threshold: untouched (not a global norm)
+
+
+def test_fused_adamw_equals_foreach_up_to_rounding():
+    """The fused AdamW the trainer uses is the same update as the foreach/loop one (only float rounding differs)."""
+    models = [tiny_model(norm_last_layer=False) for _ in range(2)]
+    opts = [build_optimizer("adamw", get_params_groups(models[0]))]
+    opts.append(torch.optim.AdamW(get_params_groups(models[1]), foreach=True))
+    for opt in opts:
+        for g, group in enumerate(opt.param_groups):
+            group["lr"], group["weight_decay"] = 1e-2, (0.04 if g == 0 else 0.0)
+    x = torch.randn(4, 3, 32, 32)
+    for _ in range(3):
+        for model, opt in zip(models, opts):
+            opt.zero_grad(set_to_none=True)
+            model(x).square().mean().backward()
+            opt.step()
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
 
 
 def test_freeze_last_layer_sets_none_and_skips_update():
