@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from dino_lib.propagation.neighbourhood import WindowShape, dense_window_mask, tile_layout
+from dino_lib.propagation.neighbourhood import WindowShape, clipped_tiles, dense_window_mask
 
 __all__ = ["PropagationParams", "propagate_frame", "ContextPropagator", "l2_normalise"]
 
@@ -40,7 +40,8 @@ class PropagationParams:
         renormalise: divide each prediction by its label mass (ignore cells carry zero mass, PRP-03).
         hard_queue: queue argmax one-hot maps instead of soft ones (PRP-05 option).
         tile: target tile side in cells (speed/memory trade-off only; results do not depend on it).
-        memory_budget_mb: upper bound for the score temporaries of one chunk of tiles.
+        memory_budget_mb: bound for one copied row group of a context strip (windowed path) or one query chunk
+            of scores (unrestricted path).
         score_dtype: ``float32`` (exact) or ``bfloat16``: windowed scores are computed in bf16 (several times
             faster on CPUs with bf16 units) only to pre-select the ``topk + preselect_margin`` best candidates,
             which are then re-scored exactly in fp32; equal to the fp32 result unless bf16 rounding pushes a true
@@ -114,71 +115,73 @@ def _finish(pred: torch.Tensor, renormalise: bool) -> torch.Tensor:
     return torch.where(mass > 1e-6, pred / mass.clamp_min(1e-12), torch.zeros_like(pred))
 
 
+def _take_rows(table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``table[idx]`` for a 1-d or 2-d ``table``: ``index_select`` on the flat indices is several times faster on
+    CPUs than advanced indexing, which dominated the bf16 re-scoring."""
+    return table.index_select(0, idx.reshape(-1)).view(*idx.shape, *table.shape[1:])
+
+
 def _propagate_windowed(
     target: torch.Tensor, ctx_feats: torch.Tensor, ctx_labels: torch.Tensor, params: PropagationParams
 ) -> torch.Tensor:
+    """Tiled windowed propagation over regions clipped to the grid (PRP-M2).
+
+    Contexts are laid out ``(h, n_ctx, w, D)``: a column strip of it, copied once, holds every region of the tiles
+    in that strip as a contiguous row range ``(region_h, n_ctx, region_w, D)``, so each tile costs one plain matmul
+    against all contexts at once, with no per-tile gather of keys. Score rows then read ``(region_h, n_ctx,
+    region_w)``, and one lookup table per tile maps a score column to the row of the features and labels.
+    """
     n_ctx, d, h, w = ctx_feats.shape
     c = ctx_labels.shape[1]
-    lay = tile_layout(h, w, int(params.radius), params.shape, params.tile)  # type: ignore[arg-type]
-    th, tw, rh, rw = lay.tile_h, lay.tile_w, lay.region_h, lay.region_w
-    ph, pw = lay.padded_target
-    sh, sw = lay.padded_source
     dev = target.device
-    # Target tiles: (D, h, w) -> (n_tiles, th*tw, D).
-    tgt = F.pad(target, (0, pw - w, 0, ph - h))
-    tgt = tgt.reshape(d, lay.n_th, th, lay.n_tw, tw).permute(1, 3, 2, 4, 0).reshape(lay.n_tiles, th * tw, d)
-    # Contexts padded and channels-last, so each tile's region is a strided view with contiguous D-runs.
-    pad = (lay.pad_x, sw - w - lay.pad_x, lay.pad_y, sh - h - lay.pad_y)
-    src = F.pad(ctx_feats, pad).permute(0, 2, 3, 1).contiguous()  # (n_ctx, sh, sw, D)
-    labels = F.pad(ctx_labels, pad).permute(0, 2, 3, 1).reshape(n_ctx * sh * sw, c)  # (n_ctx·sh·sw, C)
-    # Additive mask: 0 inside the window and the grid, -inf elsewhere; (n_tiles, th·tw, 1, R²).
-    bias = torch.zeros(lay.n_tiles, th * tw, 1, rh * rw, device=dev)
-    allowed = lay.window.to(dev)[None] & lay.source_valid.to(dev)[:, None, :]
-    bias.masked_fill_(~allowed[:, :, None, :], float("-inf"))
-    target_valid = lay.target_valid.to(dev)  # (n_tiles, th·tw)
-    # Region cell (ctx, u, v) of tile (i, j) -> row of `labels`.
-    ti = torch.arange(lay.n_th, device=dev).repeat_interleave(lay.n_tw)
-    tj = torch.arange(lay.n_tw, device=dev).repeat(lay.n_th)
-    tile_origin = ti * th * sw + tj * tw  # (n_tiles,)
-    cell = (
-        torch.arange(n_ctx, device=dev).view(-1, 1, 1) * sh * sw
-        + torch.arange(rh, device=dev).view(1, -1, 1) * sw
-        + torch.arange(rw, device=dev).view(1, 1, -1)
-    ).reshape(-1)  # (n_ctx·R²,)
-
     fast = params.score_dtype == "bfloat16"
-    scan = src.to(torch.bfloat16) if fast else src  # what the region matmul reads
-    tgt_scan = tgt.to(torch.bfloat16) if fast else tgt
-    src_rows = src.view(n_ctx * sh * sw, d)  # fp32 rows for the exact re-scoring of pre-selected candidates
-    per_tile = scan.element_size() * n_ctx * rh * rw * d + 4 * n_ctx * rh * rw * 3 * th * tw
-    chunk = max(1, int(params.memory_budget_mb * 2**20 // per_tile))
-    out = torch.empty(lay.n_tiles, th * tw, c, dtype=torch.float32, device=dev)
-    for start in range(0, lay.n_tiles, chunk):
-        stop = min(start + chunk, lay.n_tiles)
-        n = stop - start
-        # Regions of tiles start..stop: views with contiguous (rw·D) runs, copied once into one batch.
-        parts = [
-            scan[:, (t // lay.n_tw) * th : (t // lay.n_tw) * th + rh, (t % lay.n_tw) * tw : (t % lay.n_tw) * tw + rw]
-            for t in range(start, stop)
-        ]  # each (n_ctx, rh, rw, D)
-        fr = torch.stack(parts).reshape(n, n_ctx * rh * rw, d)  # (T, n_ctx·R², D)
-        scores = torch.bmm(tgt_scan[start:stop], fr.transpose(1, 2)).float()  # (T, th·tw, n_ctx·R²)
-        scores = scores.view(n, th * tw, n_ctx, rh * rw).add_(bias[start:stop]).view(n, th * tw, -1)
+    tiles = clipped_tiles(h, w, int(params.radius), params.shape, params.tile)  # type: ignore[arg-type]
+    # No copy for contexts stacked by ContextPropagator (already in this layout); rows of (h·n_ctx·w, ·) are
+    # addressed as (y·n_ctx + ctx)·w + x.
+    src = ctx_feats.permute(2, 0, 3, 1).contiguous()  # (h, n_ctx, w, D) fp32, exact re-scoring reads it
+    scan = src.to(torch.bfloat16) if fast else src  # what the region matmuls read
+    src_rows = src.view(h * n_ctx * w, d)
+    labels = ctx_labels.permute(2, 0, 3, 1).reshape(h * n_ctx * w, c)
+    tgt = target.permute(1, 2, 0)  # (h, w, D) view; tiles are copied out of it
+    grid_rows = (
+        torch.arange(h, device=dev).view(-1, 1, 1) * (n_ctx * w)
+        + torch.arange(n_ctx, device=dev).view(1, -1, 1) * w
+        + torch.arange(w, device=dev).view(1, 1, -1)
+    )  # (h, n_ctx, w) row index of every context cell
+    # Strip copies are split into row groups so that one copy stays within the memory budget on huge grids.
+    row_bytes = n_ctx * scan.element_size() * d * (2 * min(int(params.radius), w - 1) + params.tile)
+    group_rows = max(1, int(params.memory_budget_mb * 2**20 // row_bytes))
+    m = params.topk + params.preselect_margin
+    out = torch.empty(h, w, c, dtype=torch.float32, device=dev)
+    block = scan[:0]
+    block_y0 = block_y1 = block_x0 = -1
+    for t in tiles:
+        if t.x0 != block_x0 or t.ry1 > block_y1:
+            # New strip, or the tile reaches past the copied rows: copy the next group of rows of the strip.
+            block_x0, block_y0 = t.x0, t.ry0
+            block_y1 = min(h, max(t.ry1, t.ry0 + group_rows))
+            block = scan[block_y0:block_y1, :, t.rx0 : t.rx1].contiguous()
+        nq, rh, rw = (t.y1 - t.y0) * (t.x1 - t.x0), t.ry1 - t.ry0, t.rx1 - t.rx0
+        keys = block[t.ry0 - block_y0 : t.ry1 - block_y0].view(rh * n_ctx * rw, d)
+        tgt_tile = tgt[t.y0 : t.y1, t.x0 : t.x1].reshape(nq, d)
+        query = tgt_tile.to(torch.bfloat16) if fast else tgt_tile
+        scores = (query @ keys.T).float()  # (nq, rh·n_ctx·rw)
+        scores = scores.view(nq, rh, n_ctx, rw).add_(t.bias).view(nq, -1)  # -inf outside each target's window
+        lut = grid_rows[t.ry0 : t.ry1, :, t.rx0 : t.rx1].reshape(-1)  # score column -> row of src/labels
         if fast:
             # bf16 scores only pre-select candidates; the kept ones are re-scored exactly in fp32.
-            cand = scores.topk(min(params.topk + params.preselect_margin, scores.shape[-1]), dim=-1).indices
-            rows = tile_origin[start:stop].view(-1, 1, 1) + cell[cand]  # (T, th·tw, m)
-            exact = (src_rows[rows] * tgt[start:stop].unsqueeze(2)).sum(-1)  # (T, th·tw, m)
-            exact = exact.masked_fill(scores.gather(-1, cand).isneginf(), float("-inf"))  # outside window/grid
-            weights, j = _sparse_topk(exact, params.topk, params.temperature, target_valid[start:stop])
-            idx = cand.gather(-1, j)
+            cand = scores.topk(min(m, scores.shape[-1]), dim=-1).indices  # (nq, m)
+            rows = _take_rows(lut, cand)
+            exact = (_take_rows(src_rows, rows) * tgt_tile.unsqueeze(1)).sum(-1)  # (nq, m)
+            exact = exact.masked_fill(scores.gather(-1, cand).isneginf(), float("-inf"))  # outside the window
+            weights, j = _sparse_topk(exact, params.topk, params.temperature)
+            rows = rows.gather(-1, j)
         else:
-            weights, idx = _sparse_topk(scores, params.topk, params.temperature, target_valid[start:stop])
-        rows = tile_origin[start:stop].view(-1, 1, 1) + cell[idx]  # (T, th·tw, kk) rows of `labels`
-        out[start:stop] = (weights.unsqueeze(-1) * labels[rows]).sum(-2)  # (T, th·tw, C)
-    out = _finish(out, params.renormalise)
-    out = out.view(lay.n_th, lay.n_tw, th, tw, c).permute(4, 0, 2, 1, 3).reshape(c, ph, pw)
-    return out[:, :h, :w]
+            weights, idx = _sparse_topk(scores, params.topk, params.temperature)
+            rows = _take_rows(lut, idx)  # (nq, kk)
+        pred = torch.bmm(weights.unsqueeze(1), _take_rows(labels, rows)).view(t.y1 - t.y0, t.x1 - t.x0, c)
+        out[t.y0 : t.y1, t.x0 : t.x1] = pred
+    return _finish(out, params.renormalise).permute(2, 0, 1).contiguous()
 
 
 def _propagate_global(
@@ -279,7 +282,9 @@ class ContextPropagator:
         if not self.anchors:
             raise RuntimeError("no anchor: add an annotated frame before propagating")
         entries = list(self.anchors) + list(self.queue)
-        feats = torch.stack([f for _, f, _ in entries])  # (n_ctx, D, h, w)
+        # Stacked as (h, n_ctx, w, D), the layout the windowed core scores in: a plain copy for the channels-last
+        # features the extractors return, and the (n_ctx, D, h, w) view below then needs no transposing copy.
+        feats = torch.stack([f.permute(1, 2, 0) for _, f, _ in entries], dim=1).permute(1, 3, 0, 2)
         labels = torch.stack([lab for _, _, lab in entries])  # (n_ctx, C, h, w)
         pred = propagate_frame(features, feats, labels, self.params)
         queued = pred

@@ -8,6 +8,7 @@ outside the grid are masked. Memory is ``O(hw · (tile + 2r)^2)`` instead of ``O
 processing tiles in chunks; for ``tile = 1`` every target scores exactly its ``(2r + 1)^2`` window.
 
 The layout (masks and padding) depends only on ``(h, w, r, shape, tile)``; it is built with broadcasting and cached.
+:func:`clipped_tiles` is the variant the propagation core uses: regions are clipped to the grid instead of padded.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Literal
 
 import torch
 
-__all__ = ["WindowShape", "TileLayout", "tile_layout", "dense_window_mask"]
+__all__ = ["WindowShape", "TileLayout", "tile_layout", "ClippedTile", "clipped_tiles", "dense_window_mask"]
 
 WindowShape = Literal["square", "circle"]
 
@@ -122,3 +123,64 @@ def dense_window_mask(h: int, w: int, radius: int, shape: WindowShape = "square"
     if shape == "square":
         return (dy.abs() <= radius) & (dx.abs() <= radius)
     return dy**2 + dx**2 <= radius**2
+
+
+@dataclass(frozen=True)
+class ClippedTile:
+    """One target tile and its context region, both clipped to the grid (no padded cells are ever scored).
+
+    Attributes:
+        y0, y1, x0, x1: the target cells ``[y0, y1) x [x0, x1)``.
+        ry0, ry1, rx0, rx1: the context region ``[ry0, ry1) x [rx0, rx1)`` holding every window of the tile.
+        bias: ``(n_targets, region_h, 1, region_w)`` float32, 0 inside the target cell's window and ``-inf``
+            outside; the singleton axis broadcasts over the contexts of a ``(region_h, n_ctx, region_w)`` layout.
+            Tiles with the same relative geometry share one tensor.
+    """
+
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+    ry0: int
+    ry1: int
+    rx0: int
+    rx1: int
+    bias: torch.Tensor
+
+
+def _axis_spans(n: int, radius: int, tile: int) -> list[tuple[int, int, int, int]]:
+    """``(t0, t1, r0, r1)`` per tile along one axis: tile cells and the clipped reach of their windows."""
+    return [(t0, min(t0 + tile, n), max(t0 - radius, 0), min(t0 + tile + radius, n)) for t0 in range(0, n, tile)]
+
+
+@functools.lru_cache(maxsize=32)
+def clipped_tiles(h: int, w: int, radius: int, shape: WindowShape = "square", tile: int = 8) -> tuple[ClippedTile, ...]:
+    """Column-major tiles (strip by strip) of an ``h x w`` grid, context regions clipped to the grid (cached).
+
+    Compared with :func:`tile_layout`, edge tiles neither score padding cells nor pad the target. An axis no
+    longer than ``2 * radius + tile`` is not split at all (DAVIS grids, 30 x 52 at r = 12, become column strips).
+    """
+    if h < 1 or w < 1:
+        raise ValueError(f"feature grid must be at least 1 x 1, found {h} x {w}")
+    if radius < 0:
+        raise ValueError(f"window radius must be >= 0, found {radius}")
+    if shape not in ("square", "circle"):
+        raise ValueError(f"window shape must be 'square' or 'circle', found {shape!r}")
+    # Along an axis no longer than 2r + tile, a tile's region already spans (nearly) all of it: one full-length tile
+    # then scores ~30 % more pairs (~5 % more time on a quiet CPU) but issues 4x fewer, larger ops per frame, which
+    # pays off on shared CPUs, where every parallel region waits for a contended core.
+    tile_h = h if h <= 2 * radius + tile else tile
+    tile_w = w if w <= 2 * radius + tile else tile
+    shared: dict[tuple[int, ...], torch.Tensor] = {}
+    tiles = []
+    for x0, x1, rx0, rx1 in _axis_spans(w, radius, tile_w):
+        for y0, y1, ry0, ry1 in _axis_spans(h, radius, tile_h):
+            key = (y0 - ry0, y1 - y0, ry1 - ry0, x0 - rx0, x1 - x0, rx1 - rx0)
+            if key not in shared:
+                dy = (torch.arange(ry0, ry1).view(1, 1, -1, 1) - torch.arange(y0, y1).view(-1, 1, 1, 1)).abs()
+                dx = (torch.arange(rx0, rx1).view(1, 1, 1, -1) - torch.arange(x0, x1).view(1, -1, 1, 1)).abs()
+                inside = (dy <= radius) & (dx <= radius) if shape == "square" else dy**2 + dx**2 <= radius**2
+                inside = inside.reshape((y1 - y0) * (x1 - x0), ry1 - ry0, 1, rx1 - rx0)
+                shared[key] = torch.zeros(inside.shape).masked_fill_(~inside, float("-inf"))
+            tiles.append(ClippedTile(y0, y1, x0, x1, ry0, ry1, rx0, rx1, shared[key]))
+    return tuple(tiles)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dino_lib.propagation.core import ContextPropagator, PropagationParams, l2_normalise, propagate_frame
-from dino_lib.propagation.neighbourhood import dense_window_mask, tile_layout
+from dino_lib.propagation.neighbourhood import clipped_tiles, dense_window_mask, tile_layout
 
 
 def dense_reference(target, ctx_feats, ctx_labels, topk, temperature, radius, shape="square"):
@@ -65,7 +65,7 @@ def test_sparse_equals_dense_prp_m4(h, w, radius, tile, shape):
 def test_result_does_not_depend_on_tile_or_budget():
     target, ctx, labels = _random_problem(4, 8, 13, 17, 3, seed=3)
     base = propagate_frame(target, ctx, labels, PropagationParams(radius=4, tile=1))
-    for tile, budget in [(3, 0.01), (8, 256.0), (32, 1.0)]:
+    for tile, budget in [(3, 0.01), (8, 256.0), (8, 0.01), (32, 1.0)]:
         got = propagate_frame(target, ctx, labels, PropagationParams(radius=4, tile=tile, memory_budget_mb=budget))
         torch.testing.assert_close(got, base, atol=1e-6, rtol=1e-5)
 
@@ -114,6 +114,22 @@ def test_tile_layout_is_cached_and_window_matches_dense_mask_prp_m5():
     assert tile_layout(6, 7, 2, "square", 3) is tile_layout(6, 7, 2, "square", 3)
     mask = dense_window_mask(6, 7, 2)
     assert mask.shape == (42, 42) and mask[0].sum() == 9 and mask[3 * 7 + 3].sum() == 25
+
+
+@pytest.mark.parametrize(("h", "w", "radius", "tile", "shape"), [(9, 13, 2, 4, "square"), (7, 10, 3, 3, "circle")])
+def test_clipped_tiles_cover_the_grid_and_match_the_dense_mask(h, w, radius, tile, shape):
+    """Every target cell is in exactly one tile, and its bias row is 0 exactly on its window (clipped regions)."""
+    tiles = clipped_tiles(h, w, radius, shape, tile)
+    assert tiles is clipped_tiles(h, w, radius, shape, tile)
+    dense = dense_window_mask(h, w, radius, shape).view(h, w, h, w)
+    covered = torch.zeros(h, w, dtype=torch.int64)
+    for t in tiles:
+        covered[t.y0 : t.y1, t.x0 : t.x1] += 1
+        region = dense[t.y0 : t.y1, t.x0 : t.x1, t.ry0 : t.ry1, t.rx0 : t.rx1]
+        assert torch.equal(t.bias.squeeze(2) == 0, region.reshape(t.bias.squeeze(2).shape))
+        # the region holds the whole window of each of its targets
+        assert int(region.sum()) == int(dense[t.y0 : t.y1, t.x0 : t.x1].sum())
+    assert bool((covered == 1).all())
 
 
 def test_context_queue_keeps_anchor_and_last_frames():
