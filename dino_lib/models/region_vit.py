@@ -27,7 +27,7 @@ from timm.models.vision_transformer import Block
 
 from dino_lib.models.loading import CheckpointError, LoadReport, extract_state_dict
 from dino_lib.models.pos_embed import PosInterpolation, interpolate_pos_embed
-from dino_lib.models.vit import explicit_attention
+from dino_lib.models.vit import explicit_attention, init_like_reference
 from dino_lib.utils.io import safe_torch_load
 
 __all__ = ["RegionViT", "REGION_VIT_SIZES", "build_region_vit", "load_region_vit"]
@@ -95,20 +95,7 @@ class RegionViT(nn.Module):
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         self.head = nn.Identity()  # replaced by MultiCropWrapper; never called in forward (as the reference)
         self.backbone_name = "vit4k_xs"
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        """§5.1: trunc-normal(0.02) for tokens and Linear weights, zero biases, LayerNorm (1, 0)."""
-        nn.init.trunc_normal_(self.pos_embed, std=0.02)
-        nn.init.trunc_normal_(self.cls_token, std=0.02)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_like_reference(self)  # hierarchical.md §5.1: the same initialisation as the DINO ViT
 
     def interpolate_pos_encoding(self, grid_hw: tuple[int, int]) -> torch.Tensor:
         """Positional table ``(1, 1 + g_h * g_w, D)`` for a grid; unchanged for a square ``pos_grid`` grid."""

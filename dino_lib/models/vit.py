@@ -26,7 +26,7 @@ from timm.models.vision_transformer import VisionTransformer
 
 from dino_lib.models.pos_embed import PosInterpolation, interpolate_pos_embed
 
-__all__ = ["DinoVisionTransformer", "DinoAttention", "VIT_SIZES", "explicit_attention"]
+__all__ = ["DinoVisionTransformer", "DinoAttention", "VIT_SIZES", "explicit_attention", "init_like_reference"]
 
 # name -> (embed_dim, depth, num_heads); training.md §5.6
 VIT_SIZES: dict[str, tuple[int, int, int]] = {
@@ -65,6 +65,21 @@ def _cpu_bf16(x: torch.Tensor) -> bool:
     if x.dtype == torch.bfloat16:
         return True
     return torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+
+
+def init_like_reference(model: nn.Module) -> None:
+    """training.md §5.5: trunc-normal(0.02) for ``pos_embed``, ``cls_token`` and Linear weights, zero biases,
+    LayerNorm (1, 0); other layers (the patch Conv2d) keep PyTorch's default initialisation."""
+    nn.init.trunc_normal_(model.pos_embed, std=0.02)
+    nn.init.trunc_normal_(model.cls_token, std=0.02)
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
 
 
 class DinoAttention(Attention):
@@ -137,20 +152,7 @@ class DinoVisionTransformer(VisionTransformer):
         self.patch_size = patch_size
         self.num_heads = num_heads
         self.pos_interpolation: PosInterpolation = pos_interpolation
-        self._init_like_reference()
-
-    def _init_like_reference(self) -> None:
-        """training.md §5.5: trunc-normal(0.02) for tokens and Linear weights, zero biases, LN (1, 0)."""
-        nn.init.trunc_normal_(self.pos_embed, std=0.02)
-        nn.init.trunc_normal_(self.cls_token, std=0.02)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_like_reference(self)
 
     def interpolate_pos_encoding(self, grid_hw: tuple[int, int], image_hw: tuple[int, int]) -> torch.Tensor:
         """The positional table for a ``grid_hw`` patch grid of an ``image_hw`` image (training.md §5.2)."""
