@@ -41,6 +41,7 @@ __all__ = [
     "save_run_config",
     "run_metadata",
     "cli_config",
+    "requested_task",
 ]
 
 
@@ -326,6 +327,23 @@ def save_run_config(cfg: Any, run_dir: str | Path, name: str = "config.yaml") ->
     path = run_dir / name
     atomic_write_text(path, yaml.safe_dump(payload, sort_keys=False))
     return path
+
+
+def requested_task(argv: Sequence[str]) -> str | None:
+    """The ``task`` key of a command line ``--config FILE [key=value ...]`` (overrides win), before full parsing.
+
+    Command-line twins that serve several configs (``dino_lib.features``: images or ``regions``;
+    ``dino_lib.attention``: maps or ``hipt``) use it to pick the config class to validate against.
+    """
+    args = list(argv)
+    task = None
+    for i, arg in enumerate(args):
+        if arg == "--config" and i + 1 < len(args):
+            task = read_yaml(args[i + 1]).get("task")
+        elif arg.startswith("--config="):
+            task = read_yaml(arg.split("=", 1)[1]).get("task")
+    overrides = [a for a in args if "=" in a and not a.startswith("-")]
+    return parse_overrides(overrides).get("task", task)
 
 
 def cli_config(cls: type[T], argv: Sequence[str] | None = None, description: str = "") -> T:

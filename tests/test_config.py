@@ -157,3 +157,14 @@ def test_exponent_floats_in_files_and_overrides(tmp_path: Path) -> None:
     assert load_config(Cfg, tmp_path / "c.yaml").optim.lr == 5e-4
     assert load_config(Cfg, None, ["momentum_teacher=9.96E-1"]).momentum_teacher == 0.996
     assert load_config(Cfg, None, ["arch=vit_tiny"]).arch == "vit_tiny"
+
+
+def test_requested_task_reads_config_then_overrides(tmp_path):
+    from dino_lib.config import requested_task
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("task: regions\nepochs: 3\n")
+    assert requested_task(["--config", str(cfg)]) == "regions"
+    assert requested_task([f"--config={cfg}"]) == "regions"
+    assert requested_task(["--config", str(cfg), "task=hipt"]) == "hipt"
+    assert requested_task(["epochs=2"]) is None

@@ -22,21 +22,9 @@ from pathlib import Path
 
 import torch.distributed as dist
 
-from dino_lib.config import cli_config, parse_overrides, read_yaml
+from dino_lib.config import cli_config, requested_task
 from dino_lib.features.config import FeatureConfig
 from dino_lib.utils.io import atomic_torch_save
-
-
-def _requested_task(argv: Sequence[str]) -> str | None:
-    args = list(argv)
-    task = None
-    if "--config" in args and args.index("--config") + 1 < len(args):
-        task = read_yaml(args[args.index("--config") + 1]).get("task")
-    for arg in args:
-        if arg.startswith("--config="):
-            task = read_yaml(arg.split("=", 1)[1]).get("task")
-    overrides = [a for a in args if "=" in a and not a.startswith("-")]
-    return parse_overrides(overrides).get("task", task)
 
 
 def extract_images(cfg: FeatureConfig) -> dict[str, Path]:
@@ -97,7 +85,7 @@ def extract_images(cfg: FeatureConfig) -> dict[str, Path]:
 def main(argv: Sequence[str] | None = None) -> dict[str, Path] | object:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     argv = list(sys.argv[1:] if argv is None else argv)
-    if _requested_task(argv) == "regions":
+    if requested_task(argv) == "regions":
         from dino_lib.features import regions
 
         return regions.main(argv)

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 class HIPTHeatmapConfig:
     """Parameters of ``notebooks/hipt_heatmaps.ipynb`` (``params/hipt_heatmaps/*.yaml``)."""
 
+    task: str = param("hipt", choices=["hipt"], help="selects this config in `python -m dino_lib.attention`")
     image_path: str = param("sample:histology_regions/ihc-a_x0_y0.png", help="one region image")
     pretrained_weights: str | None = param(None, help="stage-1 backbone; None = random tiny ViT (warning)")
     region_weights: str | None = param(None, help="stage-2 region ViT (teacher export); None = random")
