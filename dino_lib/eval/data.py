@@ -20,9 +20,9 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-__all__ = ["IMAGE_EXTENSIONS", "LabelledImageFolder", "DataError", "resolve_path", "labelled_splits"]
+from dino_lib.data.image_folder import IMAGE_EXTENSIONS  # one list of readable image files for every folder reader
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+__all__ = ["IMAGE_EXTENSIONS", "LabelledImageFolder", "DataError", "resolve_path", "labelled_splits"]
 
 
 class DataError(ValueError):
