@@ -21,6 +21,7 @@ import re
 import subprocess
 import types
 import typing
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -186,6 +187,8 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, *, prefix: str = "",
     where = f" in {source}" if source else ""
     hints = typing.get_type_hints(cls)
     known = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    if "precision" in known:
+        data = _migrate_precision_keys(data, prefix, where)
     unknown = [k for k in data if k not in known]
     if unknown:
         msgs = []
@@ -218,6 +221,37 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, *, prefix: str = "",
     if callable(validate):
         validate()
     return obj
+
+
+_OLD_PRECISION_KEYS = ("dtype", "amp", "score_dtype")
+
+
+def _migrate_precision_keys(data: dict[str, Any], prefix: str, where: str) -> dict[str, Any]:
+    """Read the old precision keys (``dtype``, ``amp``, ``score_dtype``) as ``precision``, with a deprecation warning.
+
+    An explicit ``precision`` wins over old keys; among old keys the first found in that order decides.
+    """
+    from dino_lib.runtime.precision import PrecisionError, legacy_precision
+
+    old = [k for k in _OLD_PRECISION_KEYS if k in data]
+    if not old:
+        return data
+    data = dict(data)
+    values = {}
+    for key in old:
+        try:
+            values[key] = legacy_precision(key, data.pop(key))
+        except PrecisionError as err:
+            raise ConfigError(f"{prefix}{err}{where}") from None
+    chosen = data.get("precision", values[old[0]])
+    data.setdefault("precision", chosen)
+    listed = ", ".join(f"{prefix}{k}" for k in old)
+    message = (
+        f"{listed}{where} {'is' if len(old) == 1 else 'are'} deprecated and will be removed: "
+        f"write '{prefix}precision: {chosen}' instead (auto | fp32 | bf16 | fp16; see docs/runtime.md)"
+    )
+    warnings.warn(message, FutureWarning, stacklevel=4)
+    return data
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from dino_lib.config import ConfigError, param
+from dino_lib.runtime.precision import PRECISION_CHOICES
 
 __all__ = ["AttentionConfig", "params_from_namespace"]
 
@@ -39,7 +40,7 @@ class AttentionConfig:
     query: str = param("cls", choices=["cls", "mean"], help="CLS query (reference) or mean over patch queries")
     threshold: float | None = param(0.6, ge=0.0, le=1.0, help="attention-mass fraction kept by masks; null = none")
     normalization: str = param("per_map", choices=["per_map", "shared"], help="colour scale of map figures")
-    dtype: str = param("float32", choices=["float32", "bfloat16"], help="autocast dtype of the forward")
+    precision: str = param("auto", choices=PRECISION_CHOICES, help="forward precision (auto: bf16 where native)")
     batch_size: int = param(8, gt=0, help="images (or frames) per forward pass")
     # video
     video_input: str | None = param(

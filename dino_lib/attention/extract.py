@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 
 from dino_lib.models.vit import explicit_attention
+from dino_lib.runtime import autocast
 
 __all__ = ["AttentionMaps", "attention_maps", "selfattention", "vit_tokens", "num_prefix_tokens", "autocast_context"]
 
@@ -96,10 +97,11 @@ def _resolve_layers(layers: Sequence[int], depth: int) -> list[int]:
 
 
 def autocast_context(x: torch.Tensor, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    """bf16/fp16 autocast on the input's device, or a no-op for fp32/None."""
-    if dtype is None or dtype == torch.float32:
-        return contextlib.nullcontext()
-    return torch.autocast(x.device.type, dtype=dtype)
+    """bf16/fp16 autocast on the input's device, or a no-op for fp32/None (via :func:`dino_lib.runtime.autocast`)."""
+    names = {None: "fp32", torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+    if dtype not in names:
+        raise ValueError(f"dtype: expected one of float32, bfloat16, float16 or None, found {dtype}")
+    return autocast(x.device, names[dtype])
 
 
 def _query_rows_attention(attn: nn.Module, x: torch.Tensor, rows: torch.Tensor | slice) -> torch.Tensor:

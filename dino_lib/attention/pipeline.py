@@ -23,6 +23,7 @@ from dino_lib.attention.config import AttentionConfig
 from dino_lib.attention.extract import attention_maps
 from dino_lib.attention.preprocess import Geometry, list_images, preprocess
 from dino_lib.attention.threshold import mass_threshold, to_image_size
+from dino_lib.runtime import autocast_dtype, resolve_device, resolve_precision
 
 __all__ = [
     "ImageAttention",
@@ -50,13 +51,6 @@ class ImageAttention:
     def upsampled(self, layer_pos: int = 0, mode: str = "nearest") -> torch.Tensor:
         """``(heads, H, W)`` maps of one layer at picture size."""
         return to_image_size(self.maps[layer_pos], self.geometry, mode=mode)
-
-
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def load_model(cfg: AttentionConfig) -> nn.Module:
@@ -168,7 +162,7 @@ def run_attention(
     save_run_config(cfg, out)
     device = resolve_device(cfg.device)
     model = (model or load_model(cfg)).to(device)
-    dtype = torch.bfloat16 if cfg.dtype == "bfloat16" else None
+    dtype = autocast_dtype(resolve_precision(cfg.precision, device))
     if results is None:
         files = select_images(list_images(resolve_data_path(cfg.image_dir)), cfg.max_images)
         results = compute_image_maps(

@@ -13,42 +13,28 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Sequence
-
-import torch
-import torch.distributed as dist
 
 from dino_lib.config import cli_config
 from dino_lib.eval.config import EvalConfig
 from dino_lib.eval.run import run_evaluation
-
-
-def _init_distributed(cfg: EvalConfig) -> None:
-    """Join the torchrun process group (gloo on CPU, nccl on CUDA) when WORLD_SIZE > 1."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
-        return
-    use_cuda = cfg.device != "cpu" and torch.cuda.is_available()
-    if use_cuda:
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        torch.cuda.set_device(local)
-        cfg.device = f"cuda:{local}"
-    dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+from dino_lib.runtime import destroy_distributed, is_main_process, setup_process
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     cfg = cli_config(EvalConfig, argv, description=__doc__ or "")
-    _init_distributed(cfg)
+    device, _ = setup_process(cfg.device)
+    if device.type == "cuda":
+        cfg.device = str(device)  # this process's GPU under torchrun
     summary = run_evaluation(cfg)
-    if not dist.is_initialized() or dist.get_rank() == 0:
+    if is_main_process():
         brief = {
             "knn": summary.get("knn"),
             "linear": {k: v for k, v in summary.get("linear", {}).items() if k != "history"},
         }
         print(json.dumps(brief, indent=1, default=str))
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    destroy_distributed()
     return summary
 
 

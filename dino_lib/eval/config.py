@@ -11,6 +11,7 @@ import dataclasses
 from typing import Literal
 
 from dino_lib.config import ConfigError, param
+from dino_lib.runtime.precision import PRECISION_CHOICES
 
 __all__ = ["EvalConfig", "eval_config_from"]
 
@@ -36,7 +37,11 @@ class EvalConfig:
     num_workers: int = param(10, ge=0)
     resize: int = param(256, ge=1)
     crop: int = param(224, ge=1)
-    amp: bool = param(False, help="bf16 autocast for feature extraction (the reference runs fp32)")
+    precision: str = param(
+        "auto",
+        choices=PRECISION_CHOICES,
+        help="feature extraction precision (auto: bf16 where native; reference: fp32)",
+    )
     # k-NN
     nb_knn: list[int] = param(default_factory=lambda: [10, 20, 100, 200])
     temperature: float = param(0.07, gt=0)

@@ -36,7 +36,7 @@ def knn_monitor(
     temperature: float = 0.07,
     batch_size: int = 64,
     device: torch.device | str = "cpu",
-    amp: bool = False,
+    precision: str = "auto",
     resize: int = 256,
     crop: int = 224,
     num_workers: int = 0,
@@ -48,7 +48,7 @@ def knn_monitor(
         backbone: the teacher or student backbone (DDP wrappers are unwrapped); not modified.
         data_path: folder with ``train/`` and ``val/`` class sub-folders, or ``sample:labelled``.
         k, temperature: the vote (20 and 0.07 as the reference's reported number).
-        batch_size, device, amp, num_workers: extraction settings.
+        batch_size, device, precision, num_workers: extraction settings (``precision`` as in every config).
         resize, crop: evaluation transform sizes (reference 256/224; e.g. 64/56 for the small sample images).
         distributed: see :func:`dino_lib.features.extract_features`.
 
@@ -59,7 +59,7 @@ def knn_monitor(
     kwargs = {
         "batch_size": batch_size,
         "device": device,
-        "amp": amp,
+        "precision": precision,
         "num_workers": num_workers,
         "progress": False,
         "distributed": distributed,

@@ -24,8 +24,9 @@ from dino_lib.eval.knn import knn_evaluate
 from dino_lib.eval.linear import LinearClassifier, evaluate_linear, load_linear_state, train_linear_probe
 from dino_lib.features.backbone import build_eval_backbone
 from dino_lib.features.cache import cached_extract, dump_reference_features, feature_cache_meta, load_reference_features
-from dino_lib.features.extract import ExtractedFeatures, backbone_features, resolve_device
+from dino_lib.features.extract import ExtractedFeatures, backbone_features
 from dino_lib.features.transforms import eval_transform, linear_train_transform
+from dino_lib.runtime import autocast, is_main_process, resolve_device, resolve_precision
 from dino_lib.utils.io import atomic_write_text, safe_torch_load
 
 logger = logging.getLogger(__name__)
@@ -60,12 +61,13 @@ def load_backbone(cfg: EvalConfig) -> nn.Module:
     return model.to(resolve_device(cfg.device))
 
 
-def _is_main() -> bool:
-    return not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
+def _precision(cfg: EvalConfig) -> str:
+    """The precision feature extraction runs in (``auto`` resolved for this device)."""
+    return resolve_precision(cfg.precision, resolve_device(cfg.device))
 
 
 def _write_json(cfg: EvalConfig, name: str, payload: dict[str, Any]) -> None:
-    if _is_main():  # every process holds the same results; one writes them
+    if is_main_process():  # every process holds the same results; one writes them
         atomic_write_text(Path(cfg.output_dir) / name, json.dumps({"config": to_dict(cfg), **payload}, indent=1))
 
 
@@ -76,17 +78,19 @@ def run_knn(cfg: EvalConfig, backbone: nn.Module, *, progress: bool = True) -> K
     extract = {
         "batch_size": cfg.batch_size_per_gpu,
         "device": resolve_device(cfg.device),
-        "amp": cfg.amp,
+        "precision": _precision(cfg),
         "num_workers": cfg.num_workers,
         "progress": progress,
     }
-    meta = feature_cache_meta(backbone, splits.val, amp=cfg.amp, n_last_blocks=1, avgpool=False, interleave=False)
+    meta = feature_cache_meta(
+        backbone, splits.val, precision=extract["precision"], n_last_blocks=1, avgpool=False, interleave=False
+    )
     if cfg.load_features:
         train, val = load_reference_features(cfg.load_features, expected_meta=meta)
     else:
         train = cached_extract(backbone, splits.train, cache_dir=cfg.cache_dir, name="train", **extract)
         val = cached_extract(backbone, splits.val, cache_dir=cfg.cache_dir, name="val", **extract)
-    if cfg.dump_features and _is_main():
+    if cfg.dump_features and is_main_process():
         dump_reference_features(cfg.dump_features, train, val, meta)
     num_classes = len(splits.classes)
     results = knn_evaluate(
@@ -101,10 +105,10 @@ def run_knn(cfg: EvalConfig, backbone: nn.Module, *, progress: bool = True) -> K
 
 
 def _features_fn(cfg: EvalConfig, backbone: nn.Module):  # noqa: ANN202 - a closure
-    device_type = resolve_device(cfg.device).type
+    device, precision = resolve_device(cfg.device), _precision(cfg)
 
     def fn(images: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=cfg.amp):
+        with autocast(device, precision):
             return backbone_features(
                 backbone,
                 images,
@@ -130,7 +134,6 @@ def _linear_signature(cfg: EvalConfig, backbone: nn.Module, dim: int, num_labels
         "lr",
         "batch_size_per_gpu",
         "epochs",
-        "amp",
         "seed",
     )
     return {
@@ -138,6 +141,7 @@ def _linear_signature(cfg: EvalConfig, backbone: nn.Module, dim: int, num_labels
         "dim": dim,
         "num_labels": num_labels,
         **{k: getattr(cfg, k) for k in keys},
+        "precision": _precision(cfg),
     }
 
 
@@ -156,7 +160,7 @@ def run_linear(cfg: EvalConfig, backbone: nn.Module, *, progress: bool = True) -
             "n_last_blocks": cfg.n_last_blocks,
             "avgpool": cfg.avgpool_patchtokens,
             "interleave": cfg.interleave,
-            "amp": cfg.amp,
+            "precision": _precision(cfg),
             "batch_size": cfg.batch_size_per_gpu,
             "device": device,
             "num_workers": cfg.num_workers,

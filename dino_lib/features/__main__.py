@@ -20,10 +20,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch.distributed as dist
-
 from dino_lib.config import cli_config, requested_task
 from dino_lib.features.config import FeatureConfig
+from dino_lib.runtime import is_main_process, setup_process
 from dino_lib.utils.io import atomic_torch_save
 
 
@@ -32,8 +31,8 @@ def extract_images(cfg: FeatureConfig) -> dict[str, Path]:
     from dino_lib.eval.data import LabelledImageFolder, resolve_path
     from dino_lib.features.backbone import build_eval_backbone
     from dino_lib.features.cache import cached_extract, dump_reference_features, feature_cache_meta
-    from dino_lib.features.extract import resolve_device
     from dino_lib.features.transforms import eval_transform
+    from dino_lib.runtime import resolve_device, resolve_precision
 
     device = resolve_device(cfg.device)
     model, _ = build_eval_backbone(
@@ -49,20 +48,20 @@ def extract_images(cfg: FeatureConfig) -> dict[str, Path]:
         "n_last_blocks": cfg.n_last_blocks,
         "avgpool": cfg.avgpool_patchtokens,
         "interleave": cfg.interleave,
-        "amp": cfg.amp,
+        "precision": resolve_precision(cfg.precision, device),
         "batch_size": cfg.batch_size_per_gpu,
         "device": device,
         "num_workers": cfg.num_workers,
     }
     written, results, classes = {}, {}, None
-    main_rank = not dist.is_initialized() or dist.get_rank() == 0
+    main_rank = is_main_process()
     for split in cfg.splits:
         dataset = LabelledImageFolder(root / split, transform, classes=classes)
         classes = dataset.classes
         result = cached_extract(model, dataset, cache_dir=cfg.cache_dir, name=split, **kwargs)
         results[split] = result
         meta = feature_cache_meta(
-            model, dataset, **{k: kwargs[k] for k in ("n_last_blocks", "avgpool", "interleave", "amp")}
+            model, dataset, **{k: kwargs[k] for k in ("n_last_blocks", "avgpool", "interleave", "precision")}
         )
         path = Path(cfg.output_dir) / f"{split}_features.pt"
         if main_rank:
@@ -90,11 +89,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Path] | object:
 
         return regions.main(argv)
     cfg = cli_config(FeatureConfig, argv, description=__doc__ or "")
-    from dino_lib.eval.__main__ import _init_distributed
-
-    _init_distributed(cfg)  # type: ignore[arg-type]
+    device, _ = setup_process(cfg.device)
+    if device.type == "cuda":
+        cfg.device = str(device)  # this process's GPU under torchrun
     written = extract_images(cfg)
-    if not dist.is_initialized() or dist.get_rank() == 0:
+    if is_main_process():
         print(json.dumps({k: str(v) for k, v in written.items()}, indent=1))
     return written
 

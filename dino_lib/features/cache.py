@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 import torch.nn as nn
 from torch.utils.data import Dataset
 
 from dino_lib.features.extract import ExtractedFeatures, extract_features
 from dino_lib.features.transforms import describe_transform
 from dino_lib.models.loading import state_dict_hash
+from dino_lib.runtime import is_main_process, resolve_device, resolve_precision
 from dino_lib.utils.io import atomic_torch_save, atomic_write_text, safe_torch_load
 
 logger = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ __all__ = [
     "load_reference_features",
 ]
 
-_LAYOUT_KEYS = ("n_last_blocks", "avgpool", "interleave", "amp")
+_LAYOUT_KEYS = ("n_last_blocks", "avgpool", "interleave", "precision")
 
 
 class CacheMismatchError(ValueError):
@@ -77,10 +77,6 @@ def cache_key(meta: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def _is_main() -> bool:
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
-
-
 def cached_extract(
     backbone: nn.Module, dataset: Dataset, *, cache_dir: str | Path | None, name: str = "features", **kwargs: Any
 ) -> ExtractedFeatures:
@@ -94,7 +90,10 @@ def cached_extract(
     """
     if cache_dir is None:
         return extract_features(backbone, dataset, desc=name, **kwargs)
-    layout = {"n_last_blocks": 1, "avgpool": False, "interleave": False, "amp": False}
+    # The key holds the precision actually used (``auto`` resolved on this device): bf16 and fp32 features differ.
+    device = resolve_device(kwargs.get("device", "cpu"))
+    kwargs["precision"] = resolve_precision(kwargs.get("precision", "fp32"), device)
+    layout = {"n_last_blocks": 1, "avgpool": False, "interleave": False}
     layout.update({key: kwargs[key] for key in _LAYOUT_KEYS if key in kwargs})
     meta = feature_cache_meta(backbone, dataset, **layout)
     path = Path(cache_dir) / f"{name}-{cache_key(meta)}.pt"
@@ -105,7 +104,7 @@ def cached_extract(
             return ExtractedFeatures(stored["features"], stored["labels"], torch.arange(len(stored["labels"])))
         logger.warning("%s: stored metadata does not match; recomputing", path)
     result = extract_features(backbone, dataset, desc=name, **kwargs)
-    if _is_main():
+    if is_main_process():
         atomic_torch_save({"features": result.features, "labels": result.labels, "meta": meta}, path)
         logger.info("cached features in %s", path)
     return result

@@ -6,6 +6,7 @@ import dataclasses
 from typing import Literal
 
 from dino_lib.config import ConfigError, param
+from dino_lib.runtime.precision import PRECISION_CHOICES
 
 __all__ = ["FeatureConfig"]
 
@@ -28,7 +29,7 @@ class FeatureConfig:
     num_workers: int = param(10, ge=0)
     resize: int = param(256, ge=1)
     crop: int = param(224, ge=1)
-    amp: bool = False
+    precision: str = param("auto", choices=PRECISION_CHOICES, help="auto: bf16 where native, else fp32")
     n_last_blocks: int = param(1, ge=1)
     avgpool_patchtokens: bool = False
     avgpool_layout: Literal["auto", "interleaved", "appended"] = "auto"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -27,6 +28,16 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
+
+from dino_lib.runtime import (
+    autocast,
+    get_rank,
+    get_world_size,
+    is_distributed,
+    legacy_precision,
+    resolve_device,
+    resolve_precision,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -39,13 +50,6 @@ class ExtractedFeatures(NamedTuple):
     features: torch.Tensor
     labels: torch.Tensor
     indices: torch.Tensor
-
-
-def resolve_device(device: torch.device | str) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; anything else is passed to ``torch.device``."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -142,13 +146,14 @@ def extract_features(
     n_last_blocks: int = 1,
     avgpool: bool = False,
     interleave: bool = False,
-    amp: bool = False,
+    precision: str = "fp32",
     device: torch.device | str = "cpu",
     batch_size: int = 128,
     num_workers: int = 0,
     progress: bool = True,
     distributed: bool | None = None,
     desc: str = "features",
+    amp: bool | None = None,
 ) -> ExtractedFeatures:
     """Features of every item of ``data`` in dataset order (EVL-01).
 
@@ -157,12 +162,14 @@ def extract_features(
         data: a dataset of ``(image, label)`` or images, or a DataLoader (its dataset, batch size, workers and
             collate function are used; its sampler is replaced by the ordered, sharded one).
         n_last_blocks, avgpool, interleave: the layout (see :func:`linear_features`).
-        amp: bf16 autocast (CPU and CUDA); features are returned in fp32.
+        precision: ``auto``, ``fp32``, ``bf16`` or ``fp16`` (resolved by :func:`dino_lib.runtime.resolve_precision`);
+            features are returned in fp32. The reference extracts in fp32.
         device: ``"cpu"``, ``"cuda"``, ``"auto"``; the backbone is moved there.
         batch_size, num_workers: loader settings when ``data`` is a dataset.
         progress: show a tqdm bar (rank 0 only).
         distributed: shard and all-gather across processes; ``None`` = when a process group of size > 1 exists.
             Every process must call this function then.
+        amp: deprecated (``True`` = ``precision="bf16"``).
 
     Returns:
         :class:`ExtractedFeatures` on the CPU, identical on every process.
@@ -170,6 +177,10 @@ def extract_features(
     from tqdm.auto import tqdm
 
     device = resolve_device(device)
+    if amp is not None:
+        warnings.warn("extract_features(amp=...) is deprecated; pass precision='bf16'|'fp32'", FutureWarning, 2)
+        precision = legacy_precision("amp", bool(amp))
+    precision = resolve_precision(precision, device)
     collate = None
     if isinstance(data, DataLoader):
         dataset, batch_size, num_workers, collate = (
@@ -183,12 +194,8 @@ def extract_features(
     n = len(dataset)  # type: ignore[arg-type]
     if n == 0:
         raise ValueError("extract_features: the dataset is empty")
-    use_dist = (
-        distributed
-        if distributed is not None
-        else (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1)
-    )
-    rank, world = (dist.get_rank(), dist.get_world_size()) if use_dist else (0, 1)
+    use_dist = distributed if distributed is not None else is_distributed()
+    rank, world = (get_rank(), get_world_size()) if use_dist else (0, 1)
     comm_device = torch.device("cpu")  # gloo gathers CPU tensors; NCCL needs the process's current CUDA device
     if use_dist and dist.get_backend() == "nccl":
         comm_device = torch.device("cuda", torch.cuda.current_device())
@@ -211,7 +218,7 @@ def extract_features(
         quiet = {"disable": True} if (not progress or rank != 0) else {}  # else TQDM_DISABLE can still switch it off
         for images, batch_labels, batch_idx in tqdm(loader, desc=desc, **quiet):
             images = images.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            with autocast(device, precision):
                 feats = backbone_features(
                     model, images, n_last_blocks=n_last_blocks, avgpool=avgpool, interleave=interleave
                 )

@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import queue
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +32,8 @@ from dino_lib.hierarchical.encoder import TileEncoder, load_tile_encoder
 from dino_lib.hierarchical.manifest import SCHEMA_VERSION, format_stats, read_manifest, write_manifest
 from dino_lib.hierarchical.sources import RegionSource, list_regions, load_region_tiles, resolve_path
 from dino_lib.hierarchical.stacks import write_slide_stacks
+from dino_lib.runtime import autocast, get_rank, get_world_size, resolve_device, resolve_precision
+from dino_lib.runtime.precision import PRECISION_CHOICES
 from dino_lib.utils.io import atomic_torch_save
 
 __all__ = ["RegionExtractionConfig", "ExtractionResult", "ensure_region_features", "extract_regions", "main"]
@@ -60,7 +60,7 @@ class RegionExtractionConfig:
     pad_mode: str = param("error", choices=["error", "crop", "pad"], help="regions not a multiple of tile_size")
     batch_size: int = param(64, gt=0, help="tiles per encoder forward")
     device: str = param("auto", help="auto | cpu | cuda | cuda:N")
-    precision: str = param("bf16", choices=["fp32", "bf16", "fp16"], help="autocast dtype of the encoder")
+    precision: str = param("auto", choices=PRECISION_CHOICES, help="encoder precision (auto: bf16 where native)")
     stacked: bool = param(False, help="also write per-slide stacks [M, g*g, D] (slides/)")
     overwrite: bool = param(False, help="re-extract everything even if the manifest matches")
     flush_every: int = param(32, gt=0, help="rewrite the manifest every N encoder batches (resume granularity)")
@@ -91,12 +91,6 @@ class ExtractionResult:
         return self.tiles / self.loop_seconds if self.loop_seconds > 0 else 0.0
 
 
-def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def _prefetch(sources: Sequence[RegionSource], cfg: RegionExtractionConfig) -> Iterator[tuple[RegionSource, Any]]:
     """Read regions in a background thread (PIL decoding releases the GIL), ``prefetch`` regions ahead."""
     q: queue.Queue = queue.Queue(maxsize=cfg.prefetch)
@@ -123,12 +117,6 @@ def _prefetch(sources: Sequence[RegionSource], cfg: RegionExtractionConfig) -> I
             yield src, item
     finally:
         stop.set()
-
-
-def _rank_world() -> tuple[int, int]:
-    import torch.distributed as dist
-
-    return (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
 
 
 def _resume_rows(cfg: RegionExtractionConfig, out: Path, encoder: TileEncoder, norm: tuple) -> dict[str, dict]:
@@ -169,10 +157,8 @@ def extract_regions(cfg: RegionExtractionConfig, encoder: TileEncoder | None = N
     """
     start = time.perf_counter()
     out = Path(cfg.output_dir)
-    rank, world = _rank_world()
-    device = _resolve_device(cfg.device)
-    if device.type == "cuda" and device.index is None and world > 1:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    rank, world = get_rank(), get_world_size()
+    device = resolve_device(cfg.device)
     if encoder is None:
         encoder = load_tile_encoder(
             cfg.pretrained_weights, arch=cfg.arch, patch_size=cfg.patch_size, checkpoint_key=cfg.checkpoint_key,
@@ -189,9 +175,7 @@ def extract_regions(cfg: RegionExtractionConfig, encoder: TileEncoder | None = N
     part = out / ("manifest.csv" if world == 1 else f"manifest.rank{rank}.csv")
     if rank == 0:
         save_run_config(cfg, out)
-    use_autocast = cfg.precision != "fp32" and (device.type == "cuda" or cfg.precision == "bf16")
-    dtype = torch.bfloat16 if cfg.precision == "bf16" else torch.float16
-    amp = torch.autocast(device.type, dtype=dtype) if use_autocast else nullcontext()
+    precision = resolve_precision(cfg.precision, device)
     writer = ThreadPoolExecutor(max_workers=1)  # writes overlap the next forward
     pending: list[tuple[RegionSource, torch.Tensor, tuple[int, int], tuple[int, int]]] = []
     futures, n_tiles, enc_time, since_flush = [], 0, 0.0, 0
@@ -208,7 +192,7 @@ def extract_regions(cfg: RegionExtractionConfig, encoder: TileEncoder | None = N
         nonlocal n_tiles, enc_time
         tiles = torch.cat([p[1] for p in pending]).to(device, non_blocking=True)  # (sum g*g, 3, t, t)
         t0 = time.perf_counter()
-        with amp:
+        with autocast(device, precision):
             feats = torch.cat([encoder(chunk) for chunk in tiles.split(cfg.batch_size)])  # (sum g*g, D)
         feats = feats.float().cpu()
         enc_time += time.perf_counter() - t0
@@ -274,11 +258,11 @@ def _merge_rank_manifests(out: Path, rank: int) -> None:
 def main(argv: Sequence[str] | None = None) -> ExtractionResult:
     """``python -m dino_lib.features --config FILE`` with ``task: regions`` (also under ``torchrun``: regions are
     sharded over the processes and rank 0 merges the manifest)."""
-    from dino_lib.distributed import destroy_distributed, init_distributed
+    from dino_lib.runtime import destroy_distributed, init_distributed
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = cli_config(RegionExtractionConfig, argv, description="Extract region tensors [g*g, D] (HIPT stage 2 input)")
-    init_distributed(_resolve_device(cfg.device))
+    init_distributed(resolve_device(cfg.device))
     try:
         result = extract_regions(cfg)
     finally:

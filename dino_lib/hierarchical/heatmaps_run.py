@@ -12,13 +12,13 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 from dino_lib.attention.hipt import HIPTHeatmaps, blend_levels, hipt_heatmaps
 from dino_lib.config import param, save_run_config
 from dino_lib.hierarchical.composer import HIPTComposer, load_hipt
 from dino_lib.hierarchical.sources import read_image, resolve_path
+from dino_lib.runtime import resolve_device
 from dino_lib.utils.io import atomic_write_bytes
 
 __all__ = ["HIPTHeatmapConfig", "run_hipt_heatmaps"]
@@ -60,8 +60,7 @@ def run_hipt_heatmaps(cfg: HIPTHeatmapConfig) -> tuple[HIPTHeatmaps, HIPTCompose
     """Load both stages, compute the maps of ``cfg.image_path`` and write them to ``cfg.output_dir``."""
     from dino_lib.viz.hipt import overlay
 
-    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if cfg.device == "auto" else cfg.device))  # fmt: skip
+    device = resolve_device(cfg.device)
     composer = load_hipt(cfg.pretrained_weights, cfg.region_weights, tile_size=cfg.tile_size,
                          input_size=cfg.input_size, normalization=cfg.normalization, checkpoint_key=cfg.checkpoint_key,
                          region_kwargs=cfg.region_kwargs, batch_size=cfg.batch_size,

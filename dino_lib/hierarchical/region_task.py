@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from dino_lib.hierarchical.crops import RegionCrops, derive_crop_sizes, validate
 from dino_lib.hierarchical.dataset import RegionDataError, RegionFeatureDataset
 from dino_lib.hierarchical.manifest import read_manifest
 from dino_lib.hierarchical.sources import resolve_path
+from dino_lib.runtime import env_world_size
 
 __all__ = ["RegionTaskConfig", "build_region_task", "resolve_region_config"]
 
@@ -115,7 +115,7 @@ def build_region_task(train_cfg: Any) -> Any:
         resolve_path(train_cfg.data_path), g=cfg.g, dim=cfg.input_dim, transform=crops,  # type: ignore[arg-type]
         exclude_slides=excluded, pct=cfg.pct, seed=seed, check_finite=cfg.check_finite, in_memory=cfg.in_memory,
     )  # fmt: skip
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = env_world_size()
     batch = int(getattr(train_cfg, "batch_size_per_gpu", 1)) * world
     if len(dataset) < batch:
         raise RegionDataError(

@@ -25,6 +25,7 @@ from timm.layers import Attention
 from timm.models.vision_transformer import VisionTransformer
 
 from dino_lib.models.pos_embed import PosInterpolation, interpolate_pos_embed
+from dino_lib.runtime import autocast_disabled
 
 __all__ = ["DinoVisionTransformer", "DinoAttention", "VIT_SIZES", "explicit_attention", "init_like_reference"]
 
@@ -47,7 +48,7 @@ def explicit_attention(attn: nn.Module, x: torch.Tensor) -> torch.Tensor:
     q, k, _ = qkv.unbind(0)
     q, k = attn.q_norm(q), attn.k_norm(k)
     # Autocast would run the product in bf16 again despite the casts; maps are always fp32.
-    with torch.autocast(device_type=x.device.type, enabled=False):
+    with autocast_disabled(x.device.type):
         logits = (q.float() * attn.scale) @ k.float().transpose(-2, -1)  # (B, heads, T, T)
         return logits.softmax(dim=-1)
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from dino_lib.config import ConfigError, param
+from dino_lib.runtime.precision import PRECISION_CHOICES
 
 __all__ = ["PropagationConfig"]
 
@@ -65,11 +66,10 @@ class PropagationConfig:
     seed: int = 0
     # execution
     device: str = "auto"
-    dtype: str = param("float32", choices=["float32", "bfloat16"], help="backbone precision (autocast)")
-    score_dtype: str = param(
-        "float32",
-        choices=["float32", "bfloat16"],
-        help="bfloat16: bf16 window scores pre-select candidates, re-scored exactly in fp32",
+    precision: str = param(
+        "auto",
+        choices=PRECISION_CHOICES,
+        help="backbone and window scores (bf16 scores pre-select candidates, re-scored in fp32); parity mode: fp32",
     )
     batch_size: int = param(8, ge=1, help="frames per feature-extraction batch")
     feature_cache: bool = True
@@ -85,8 +85,10 @@ class PropagationConfig:
         if self.protocol == "davis_parity":
             if self.dataset != "davis":
                 raise ConfigError("protocol: davis_parity reproduces the DAVIS reference; it needs dataset: davis")
-            if self.score_dtype != "float32":
-                raise ConfigError("protocol: davis_parity computes affinities in float32; set score_dtype: float32")
+            if self.precision not in ("auto", "fp32"):
+                raise ConfigError(
+                    "protocol: davis_parity computes features and affinities in float32; set precision: auto or fp32"
+                )
             if self.resolved_policy != "first":
                 raise ConfigError("protocol: davis_parity uses keyframe_policy first (the reference protocol)")
 

@@ -9,7 +9,6 @@ Sweeps over k, τ, radius and context therefore re-use the features of earlier r
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -24,6 +23,7 @@ import torch
 from dino_lib.propagation.backbones import FeatureExtractor
 from dino_lib.propagation.core import l2_normalise
 from dino_lib.propagation.geometry import FrameGeometry, frames_to_tensor, read_frame
+from dino_lib.runtime import autocast
 from dino_lib.utils.io import atomic_write
 
 __all__ = ["FeatureCache", "FeatureProvider", "extractor_key"]
@@ -83,7 +83,8 @@ class FeatureProvider:
         frames: frame files in video order.
         geometry: the video's geometry (input size).
         device: where the backbone runs and features are returned.
-        dtype: ``float32`` or ``bfloat16`` (autocast for the backbone; features are returned in float32).
+        precision: a resolved precision (``fp32``, ``bf16``, ``fp16``) for the backbone; features are returned in
+            float32.
         batch_size: frames per forward pass.
         cache: optional :class:`FeatureCache`.
         antialias, round_uint8: frame resizing options (parity mode turns antialiasing off and rounds).
@@ -96,7 +97,7 @@ class FeatureProvider:
         geometry: FrameGeometry,
         *,
         device: torch.device,
-        dtype: str = "float32",
+        precision: str = "fp32",
         batch_size: int = 8,
         cache: FeatureCache | None = None,
         antialias: bool = True,
@@ -106,7 +107,7 @@ class FeatureProvider:
         self.frames = list(frames)
         self.geometry = geometry
         self.device = device
-        self.dtype = dtype
+        self.precision = precision
         self.batch_size = max(1, batch_size)
         self.cache = cache
         self.antialias = antialias
@@ -114,11 +115,6 @@ class FeatureProvider:
         self._held: dict[int, torch.Tensor] = {}
         self.seconds = 0.0
         self.extracted = 0
-
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.dtype == "bfloat16":
-            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
 
     def extract(self, images: list[np.ndarray]) -> torch.Tensor:
         """Normalised features ``(B, D, h, w)`` of decoded RGB frames."""
@@ -130,7 +126,7 @@ class FeatureProvider:
             antialias=self.antialias,
             round_uint8=self.round_uint8,
         ).to(self.device)
-        with self._autocast():
+        with autocast(self.device, self.precision):
             feats = self.extractor(x)  # (B, D, h, w)
         if tuple(feats.shape[-2:]) != tuple(self.geometry.grid_hw):
             raise RuntimeError(f"backbone returned a {tuple(feats.shape[-2:])} grid, expected {self.geometry.grid_hw}")

@@ -33,6 +33,7 @@ from dino_lib.propagation.io import (
 from dino_lib.propagation.labels import encode_labels
 from dino_lib.propagation.parity import davis_geometry, parity_decode
 from dino_lib.propagation.video import VideoLabels
+from dino_lib.runtime import resolve_device, resolve_precision
 
 __all__ = ["RunResult", "propagate", "propagate_video", "list_videos", "extractor_from_config", "summary"]
 
@@ -53,7 +54,15 @@ _EXECUTION_ONLY = {
     "resume",
     "overwrite",
     "save_probs",
+    "precision",  # the resolved precision enters the key instead (auto may differ between machines)
 }
+
+
+def run_precision(cfg: PropagationConfig, device: torch.device) -> str:
+    """The precision of the backbone and the window scores: fp32 in parity mode (the reference), else resolved."""
+    if cfg.protocol == "davis_parity":
+        return "fp32"
+    return resolve_precision(cfg.precision, device)
 
 
 @dataclass
@@ -91,12 +100,6 @@ def summary(results: list[RunResult]) -> Any:
             for r in results
         ]
     )
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def extractor_from_config(cfg: PropagationConfig) -> FeatureExtractor:
@@ -143,7 +146,9 @@ def propagate_video(
         first = video.label(0)
         video.prob_classes = list(range(int(first[first != cfg.ignore_id].max(initial=0)) + 1))
 
+    precision = run_precision(cfg, device)
     params = {k: v for k, v in to_dict(cfg).items() if k not in _EXECUTION_ONLY}
+    params["precision"] = precision
     key = outputs.params_key({"params": params, "backbone": extractor.describe(), "geometry": geometry.to_dict()})
     old = outputs.read_manifest(out_dir)
     resume = cfg.resume and not cfg.overwrite
@@ -156,7 +161,7 @@ def propagate_video(
     if not resume:
         state_store.clear()
 
-    pre = {"geometry": geometry.to_dict(), "dtype": cfg.dtype, "parity": parity}
+    pre = {"geometry": geometry.to_dict(), "precision": precision, "parity": parity}
     cache = None
     if cfg.feature_cache:
         root = Path(cfg.feature_cache_dir) if cfg.feature_cache_dir else out_root / ".feature_cache"
@@ -166,7 +171,7 @@ def propagate_video(
         run.frames,
         geometry,
         device=device,
-        dtype=cfg.dtype,
+        precision=precision,
         batch_size=cfg.batch_size,
         cache=cache,
         antialias=not parity,
@@ -182,7 +187,7 @@ def propagate_video(
         hard_queue=cfg.queue_labels == "hard",
         tile=cfg.tile_size,
         memory_budget_mb=cfg.memory_budget_mb,
-        score_dtype=cfg.score_dtype,
+        score_dtype="bfloat16" if precision == "bf16" else "float32",
     )
     prop = ContextPropagator(pparams, cfg.max_anchors if cfg.resolved_policy == "continuous" else None)
     label_frames = [run.frames[k].stem for k in keyframes]

@@ -23,16 +23,16 @@ comes from the environment).
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections.abc import Sequence
 
 from dino_lib.config import ConfigError, cli_config
+from dino_lib.runtime import env_rank
 from dino_lib.train.config import TrainConfig
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    rank = int(os.environ.get("RANK", "0"))
+    rank = env_rank()
     logging.basicConfig(
         level=logging.INFO if rank == 0 else logging.WARNING,
         format=f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s",

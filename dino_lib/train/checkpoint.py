@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from dino_lib.runtime import cuda_available
 from dino_lib.utils.io import atomic_torch_save, safe_torch_load
 
 logger = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ def get_rng_state() -> dict[str, Any]:
         },
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
+    if cuda_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
@@ -63,7 +64,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
         ("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
     )
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
+    if "cuda" in state and cuda_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
 

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 from dino_lib.config import ConfigError, param
+from dino_lib.runtime.precision import PRECISION_CHOICES
 
 __all__ = ["TrainConfig", "SlurmConfig", "config_from_params"]
 
@@ -60,7 +61,11 @@ class TrainConfig:
     student_temp: float = param(0.1, gt=0.0)
     center_momentum: float = param(0.9, ge=0.0, le=1.0)
     # optimisation
-    precision: str = param("bf16", choices=("fp32", "bf16", "fp16"), help="fp16 needs CUDA (GradScaler)")
+    precision: str = param(
+        "auto",
+        choices=PRECISION_CHOICES,
+        help="auto: bf16 on GPUs that have it (else fp16) and on CPUs with native bf16, fp32 otherwise",
+    )
     weight_decay: float = param(0.04, ge=0.0)
     weight_decay_end: float = param(0.4, ge=0.0)
     clip_grad: float = param(3.0, ge=0.0)

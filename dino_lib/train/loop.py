@@ -8,7 +8,6 @@ restored, and augmentations are a function of (seed, epoch, sample index).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import time
@@ -20,7 +19,7 @@ from typing import Any
 import torch
 
 from dino_lib.config import save_run_config, to_dict
-from dino_lib.distributed import barrier, destroy_distributed, init_distributed, resolve_device
+from dino_lib.runtime import autocast, barrier, destroy_distributed, get_world_size, init_distributed, resolve_device
 from dino_lib.train.checkpoint import (
     SCHEMA_VERSION,
     export_teacher_backbone,
@@ -52,13 +51,6 @@ class TrainResult:
     last_epoch: dict[str, Any] | None
     checkpoint: Path
     teacher_export: Path
-
-
-def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device.type, dtype=dtype)
 
 
 def _save_config(cfg: TrainConfig, run_dir: Path) -> None:
@@ -131,11 +123,7 @@ def train(cfg: TrainConfig, *, callback: Callable[[dict[str, Any]], None] | None
     Raises:
         NonFiniteLossError: the loss became non-finite (a snapshot is written to ``RUN_DIR/nonfinite/``).
     """
-    import os
-
-    device = resolve_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
-    if cfg.precision == "fp16" and device.type != "cuda":
-        raise ValueError("precision fp16 needs a CUDA device (GradScaler); use bf16 or fp32 on the CPU")
+    device = resolve_device(cfg.device)
     info = init_distributed(device, cfg.dist_timeout_s)
     main = info.rank == 0
     run_dir = Path(cfg.output_dir)
@@ -221,7 +209,13 @@ def _knn(parts: RunParts, cfg: TrainConfig, device: torch.device) -> dict[str, f
     out = {}
     for name, net in (("teacher", parts.teacher), ("student", parts.student)):
         res = knn_monitor(
-            net.backbone, cfg.knn_data_path, device=device, resize=cfg.knn_resize, crop=cfg.knn_crop, distributed=False
+            net.backbone,
+            cfg.knn_data_path,
+            device=device,
+            precision=parts.precision,
+            resize=cfg.knn_resize,
+            crop=cfg.knn_crop,
+            distributed=False,
         )
         out.update({f"knn_{name}_{k.removeprefix('knn_')}": float(v) for k, v in res.items()})
     return out
@@ -241,7 +235,7 @@ def _train_one_epoch(
     parts.sampler.set_epoch(epoch, start_iter)
     indices = parts.sampler.epoch_indices()
     niter, bs = parts.niter_per_ep, cfg.batch_size_per_gpu
-    world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+    world = get_world_size()
     parts.student_ddp.train()
     parts.teacher.train()  # never eval: BN teachers use batch statistics, as in the reference (§12)
     sums: dict[str, float] = {}
@@ -256,7 +250,7 @@ def _train_one_epoch(
             if g == 0:  # only the regularised group gets weight decay (§8.1)
                 group["weight_decay"] = float(parts.wd_schedule[it])
         crops = [c.to(device, non_blocking=True) for c in crops]
-        with _autocast(device, cfg.precision):
+        with autocast(device, parts.precision):
             with torch.no_grad():
                 teacher_out = parts.teacher(crops[:2])  # (2B, K)
             student_out = parts.student_ddp(crops)  # (ncrops B, K)

@@ -6,7 +6,6 @@ Derived values (scaled LR, iterations per epoch, schedules) are computed here on
 from __future__ import annotations
 
 import logging
-import random
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,10 +15,10 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from dino_lib.data.image_folder import SeededCrops
-from dino_lib.distributed import DistInfo
 from dino_lib.losses.dino_loss import DINOLoss
 from dino_lib.models.head import DINOHead
 from dino_lib.models.multicrop import MultiCropWrapper
+from dino_lib.runtime import DistInfo, grad_scaler, resolve_precision, seed_everything
 from dino_lib.train.config import TrainConfig
 from dino_lib.train.ema import EMA
 from dino_lib.train.optim import build_optimizer, get_params_groups
@@ -30,13 +29,6 @@ from dino_lib.train.tasks import Task, build_task
 logger = logging.getLogger(__name__)
 
 __all__ = ["RunParts", "build_run", "seed_everything", "make_loader"]
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (same seed on every rank, TRN-12)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 @dataclass
@@ -58,6 +50,7 @@ class RunParts:
     momentum_schedule: np.ndarray
     niter_per_ep: int
     peak_lr: float
+    precision: str = "fp32"  # resolved from cfg.precision for this device (dino_lib.runtime)
 
 
 def _has_batchnorm(model: nn.Module) -> bool:
@@ -138,16 +131,19 @@ def build_run(cfg: TrainConfig, info: DistInfo, device: torch.device) -> RunPart
         center_momentum=cfg.center_momentum,
     ).to(device)
     optimizer = build_optimizer(cfg.optimizer, get_params_groups(student))
-    scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
+    precision = resolve_precision(cfg.precision, device)
+    scaler = grad_scaler(device, precision)
     if info.rank == 0:
         logger.info(
-            "%d images, %d iterations/epoch, global batch %d, peak lr %.3g (lr %.3g x %d/256)",
+            "%d images, %d iterations/epoch, global batch %d, peak lr %.3g (lr %.3g x %d/256), precision %s -> %s",
             n,
             niter,
             global_batch,
             peak_lr,
             cfg.lr,
             global_batch,
+            cfg.precision,
+            precision,
         )
         if global_batch < 256 and cfg.momentum_teacher == 0.996:
             logger.warning(
@@ -171,4 +167,5 @@ def build_run(cfg: TrainConfig, info: DistInfo, device: torch.device) -> RunPart
         momentum_schedule,
         niter,
         peak_lr,
+        precision,
     )

@@ -51,7 +51,7 @@ def test_layouts_bf16_and_mode_restored():
     model.train()
     fp32 = extract_features(model, data, n_last_blocks=2, avgpool=True, progress=False)
     assert fp32.features.shape == (4, 96) and model.training
-    bf16 = extract_features(model, data, n_last_blocks=2, avgpool=True, amp=True, progress=False)
+    bf16 = extract_features(model, data, n_last_blocks=2, avgpool=True, precision="bf16", progress=False)
     assert bf16.features.dtype == torch.float32
     assert torch.nn.functional.cosine_similarity(bf16.features, fp32.features).min() > 0.98
 

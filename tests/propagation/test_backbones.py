@@ -118,9 +118,9 @@ def test_bf16_backbone_features_match_fp32(tmp_path):
     ext = build_extractor("vit_tiny", patch_size=16, model_kwargs={"depth": 2})
     geo = resize_geometry((48, 64), 16)
     feats = {}
-    for dtype in ("float32", "bfloat16"):
-        provider = FeatureProvider(ext, [frame], geo, device=torch.device("cpu"), dtype=dtype)
-        feats[dtype] = provider[0]
-    assert feats["float32"].shape == (192, 3, 4)
-    cos = (feats["float32"] * feats["bfloat16"]).sum(0)  # both unit-norm along D
+    for precision in ("fp32", "bf16"):
+        provider = FeatureProvider(ext, [frame], geo, device=torch.device("cpu"), precision=precision)
+        feats[precision] = provider[0]
+    assert feats["fp32"].shape == (192, 3, 4)
+    cos = (feats["fp32"] * feats["bf16"]).sum(0)  # both unit-norm along D
     assert cos.min() > 0.98
