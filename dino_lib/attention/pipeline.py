@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -55,31 +54,11 @@ class ImageAttention:
 
 def load_model(cfg: AttentionConfig) -> nn.Module:
     """Build ``cfg.arch`` and load ``cfg.pretrained_weights`` strictly (or warn loudly and keep random weights)."""
-    from dino_lib.models import build_backbone, load_pretrained
+    from dino_lib.models import BackboneSpec, build_and_load
 
-    kwargs: dict[str, Any] = {}
-    if cfg.depth is not None:
-        kwargs["depth"] = cfg.depth
-    if cfg.arch.startswith("timm:"):
-        kwargs["dynamic_img_size"] = True  # any input size
-    torch.manual_seed(cfg.seed)
-    model = build_backbone(cfg.arch, patch_size=cfg.patch_size, **kwargs)
-    if cfg.pretrained_weights:
-        path = Path(cfg.pretrained_weights)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"pretrained_weights {path} does not exist (nothing is downloaded); pass a local checkpoint, "
-                "e.g. runs/demo/pretrain/teacher_backbone.pth from `make demo`, or null for random weights"
-            )
-        report = load_pretrained(model, path, checkpoint_key=cfg.checkpoint_key)
-        logger.info("%s", report)
-    else:
-        warnings.warn(
-            f"no pretrained_weights given: {cfg.arch}/{cfg.patch_size} has RANDOM weights, so its attention maps "
-            "show no objects. Pass pretrained_weights=<checkpoint> for meaningful maps.",
-            UserWarning,
-            stacklevel=2,
-        )
+    # timm ViTs take any input size; random initialisation is seeded by cfg.seed.
+    extra = {"dynamic_img_size": True} if cfg.arch.startswith("timm:") else {}
+    model, _ = build_and_load(BackboneSpec.from_config(cfg, **extra), seed=cfg.seed)
     return model.eval()
 
 

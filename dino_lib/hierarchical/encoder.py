@@ -19,8 +19,7 @@ import torch.nn.functional as F
 import yaml
 
 from dino_lib.data.normalization import NORMALIZATIONS, Stats
-from dino_lib.models import build_backbone, load_pretrained, state_dict_hash
-from dino_lib.models.loading import extract_state_dict
+from dino_lib.models import BackboneSpec, build_and_load, infer_vit_kwargs, state_dict_hash
 from dino_lib.utils.io import safe_torch_load
 
 __all__ = [
@@ -88,34 +87,6 @@ def resolve_normalization(name: str, recorded: Stats | None, source: str = "") -
     return stats
 
 
-def infer_vit_kwargs(state: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """ViT size from a backbone state dict: width, depth, patch size, positional grid (heads = width / 64)."""
-    if "patch_embed.proj.weight" not in state or "pos_embed" not in state:
-        raise ValueError("cannot infer the stage-1 architecture: the weights are not a ViT (no patch_embed/pos_embed)")
-    dim, _, patch, _ = state["patch_embed.proj.weight"].shape
-    depth = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("blocks."))
-    side = math.isqrt(state["pos_embed"].shape[1] - 1)
-    return {"embed_dim": dim, "depth": depth, "num_heads": max(1, dim // 64), "patch_size": patch,
-            "img_size": side * patch}  # fmt: skip
-
-
-def _recorded_heads(weights: Path, embed_dim: int) -> int | None:
-    """Head count from the stage-1 run's ``config.yaml`` (``num_heads``, or the head count of its ``arch``)."""
-    config = weights.parent / "config.yaml"
-    if not config.is_file():
-        return None
-    data = yaml.safe_load(config.read_text()) or {}
-    for scope in (data, data.get("model") or {}, data.get("backbone_kwargs") or {}):
-        if isinstance(scope, dict) and isinstance(scope.get("num_heads"), int):
-            return scope["num_heads"]
-    from dino_lib.models import VIT_SIZES
-
-    arch = str(data.get("arch", "")).split("_patch")[0]
-    if arch in VIT_SIZES and VIT_SIZES[arch][0] == embed_dim:
-        return VIT_SIZES[arch][2]
-    return None
-
-
 class TileEncoder(nn.Module):
     """Frozen stage-1 ViT + tile pre-processing: ``(N, 3, t, t)`` in [0, 1] -> CLS ``(N, D)``.
 
@@ -170,22 +141,15 @@ def load_tile_encoder(
         log.warning(
             "pretrained_weights is None: using a RANDOM %s %s as stage-1 encoder (smoke test only)", name, kwargs
         )
-        with torch.random.fork_rng(devices=[]):  # seeded: a resumed extraction sees the same random encoder
-            torch.manual_seed(0)
-            backbone = build_backbone(name, patch_size=patch_size, **kwargs)
+        # seeded: a resumed extraction sees the same random encoder
+        spec = BackboneSpec(name, patch_size=patch_size, kwargs=kwargs)
+        backbone, _ = build_and_load(spec, seed=0, warn_random=False)
         stats = resolve_normalization(normalization, None, "random weights")
         return TileEncoder(backbone, *stats, input_size=input_size)
     path = Path(pretrained_weights)
-    checkpoint = safe_torch_load(path)
-    if arch == "auto":
-        state, _ = extract_state_dict(checkpoint, checkpoint_key, str(path))
-        kwargs = infer_vit_kwargs(state)
-        kwargs["num_heads"] = _recorded_heads(path, kwargs["embed_dim"]) or kwargs["num_heads"]
-        size = {192: "vit_tiny", 384: "vit_small", 768: "vit_base"}.get(kwargs["embed_dim"], "vit_small")
-        backbone = build_backbone(size, **kwargs)
-    else:
-        backbone = build_backbone(arch, patch_size=patch_size)
-    report = load_pretrained(backbone, path, checkpoint_key=checkpoint_key)
+    spec = BackboneSpec(arch, patch_size=patch_size, weights=path, checkpoint_key=checkpoint_key)
+    backbone, report = build_and_load(spec)
     log.info("stage-1 encoder: %s", report)
+    checkpoint = safe_torch_load(path)
     stats = resolve_normalization(normalization, recorded_normalization(path, checkpoint), str(path))
     return TileEncoder(backbone, *stats, input_size=input_size)

@@ -28,3 +28,13 @@ __all__ += ["DINOHead", "MultiCropWrapper"]
 from dino_lib.models.region_vit import RegionViT, build_region_vit, load_region_vit  # noqa: E402
 
 __all__ += ["RegionViT", "build_region_vit", "load_region_vit"]
+
+from dino_lib.models.spec import (  # noqa: E402
+    BackboneSpec,
+    build_and_load,
+    infer_architecture,
+    infer_vit_kwargs,
+    infer_vit_spec,
+)
+
+__all__ += ["BackboneSpec", "build_and_load", "infer_architecture", "infer_vit_kwargs", "infer_vit_spec"]

@@ -18,18 +18,30 @@ import torch.nn as nn
 
 from dino_lib.models.vit import VIT_SIZES, DinoVisionTransformer
 
-__all__ = ["build_backbone", "available_backbones", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["build_backbone", "available_backbones", "IMAGENET_MEAN", "IMAGENET_STD", "MAE_SIZES"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 _VIT_NAME = re.compile(r"^(vit_tiny|vit_small|vit_base)(?:_patch(\d+))?$")
 
+# MAE encoders (He et al., 2022) as DINO-layout ViTs: name -> (embed_dim, depth, num_heads, patch).
+MAE_SIZES: dict[str, tuple[int, int, int, int]] = {
+    "mae_vit_base_patch16": (768, 12, 12, 16),
+    "mae_vit_large_patch16": (1024, 24, 16, 16),
+    "mae_vit_huge_patch14": (1280, 32, 16, 14),
+}
+
 
 def available_backbones() -> list[str]:
     """Names accepted by :func:`build_backbone` (plus any ``timm:<name>`` and torchvision classifier)."""
     names = [f"{v}_patch{p}" for v in VIT_SIZES for p in (8, 16)]
-    return list(VIT_SIZES) + names + ["resnet18", "resnet34", "resnet50", "resnet101", "mobilenet_v2", "timm:<name>"]
+    return (
+        list(VIT_SIZES)
+        + names
+        + list(MAE_SIZES)
+        + ["resnet18", "resnet34", "resnet50", "resnet101", "mobilenet_v2", "timm:<name>"]
+    )
 
 
 def _build_vit(size: str, patch_size: int, **kwargs: Any) -> DinoVisionTransformer:
@@ -77,6 +89,14 @@ def build_backbone(name: str, *, patch_size: int | None = None, **kwargs: Any) -
             raise ValueError(f"backbone {name!r} has patch {named_patch} in its name but patch_size={patch_size}")
         patch = int(named_patch) if named_patch is not None else (patch_size or 16)
         return _build_vit(size, patch, **kwargs)
+    if name in MAE_SIZES:
+        dim, depth, heads, patch = MAE_SIZES[name]
+        if patch_size not in (None, patch):
+            raise ValueError(f"{name} has patch size {patch}, but patch_size={patch_size}; set patch_size: {patch}")
+        kwargs = {"embed_dim": dim, "depth": depth, "num_heads": heads, **kwargs}
+        model = DinoVisionTransformer(patch_size=patch, **kwargs)
+        model.backbone_name = name
+        return model
     if name.startswith("timm:"):
         import timm
 

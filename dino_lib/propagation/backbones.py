@@ -28,19 +28,14 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from dino_lib.models import IMAGENET_MEAN, IMAGENET_STD, DinoVisionTransformer, build_backbone, load_pretrained
+from dino_lib.models import IMAGENET_MEAN, IMAGENET_STD, BackboneSpec, build_and_load
+from dino_lib.models.backbones import MAE_SIZES
 from dino_lib.models.loading import state_dict_hash
+from dino_lib.runtime import seeded
 
 __all__ = ["FeatureExtractor", "build_extractor", "sincos_pos_embed_2d", "MAE_SIZES"]
 
 logger = logging.getLogger(__name__)
-
-# name -> (embed_dim, depth, num_heads, patch)
-MAE_SIZES: dict[str, tuple[int, int, int, int]] = {
-    "mae_vit_base_patch16": (768, 12, 12, 16),
-    "mae_vit_large_patch16": (1024, 24, 16, 16),
-    "mae_vit_huge_patch14": (1280, 32, 16, 14),
-}
 
 
 def sincos_pos_embed_2d(dim: int, grid_hw: tuple[int, int]) -> torch.Tensor:
@@ -144,14 +139,13 @@ class FeatureExtractor(nn.Module):
         return out.float()
 
 
-def _load(model: nn.Module, weights: str | None, checkpoint_key: str | None, arch: str) -> str | None:
-    if weights:
-        path = Path(weights).expanduser()
-        report = load_pretrained(model, path, checkpoint_key=checkpoint_key)
-        logger.info("%s: %s", arch, report)
-        return str(path)
-    logger.warning("%s: no pretrained_weights given, using RANDOM weights; features are not meaningful", arch)
-    return None
+def _build_model(
+    arch: str, patch_size: int | None, weights: str | None, checkpoint_key: str | None, kwargs: dict[str, Any]
+) -> tuple[nn.Module, str | None]:
+    """Build and load through the one backbone builder; random weights only warn (tests, CI)."""
+    spec = BackboneSpec(arch, patch_size=patch_size, weights=weights, checkpoint_key=checkpoint_key, kwargs=kwargs)
+    model, _ = build_and_load(spec)
+    return model, str(Path(weights).expanduser()) if weights else None
 
 
 def build_extractor(
@@ -172,8 +166,7 @@ def build_extractor(
         ValueError: unknown arch, or a patch size that contradicts the arch.
         FileNotFoundError / CheckpointError: bad ``pretrained_weights``.
     """
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)  # random initialisation (tests, CI) is reproducible and leaves the global RNG alone
+    with seeded(seed):  # random initialisation (tests, CI) is reproducible and leaves the global RNG alone
         return _build(
             arch,
             patch_size,
@@ -197,18 +190,14 @@ def _build(
     kwargs: dict[str, Any],
 ) -> FeatureExtractor:
     if arch in MAE_SIZES:
-        dim, depth, heads, patch = MAE_SIZES[arch]
+        patch = MAE_SIZES[arch][3]
         if patch_size not in (None, patch):
             raise ValueError(f"{arch} has patch size {patch}, but patch_size={patch_size}; set patch_size: {patch}")
-        kwargs = {"embed_dim": dim, "depth": depth, "num_heads": heads, **kwargs}
-        model = DinoVisionTransformer(patch_size=patch, **kwargs)
-        key = checkpoint_key if checkpoint_key not in ("teacher", "student") else "model"
-        path = _load(model, pretrained_weights, key, arch)
+        model, path = _build_model(arch, None, pretrained_weights, checkpoint_key, kwargs)
         spec = _Spec("mae", arch, patch, IMAGENET_MEAN, IMAGENET_STD, layer, {"pos_embed": mae_pos_embed})
     elif arch.startswith("timm:"):
         kwargs.setdefault("dynamic_img_size", True)
-        model = build_backbone(arch, patch_size=patch_size, **kwargs)
-        path = _load(model, pretrained_weights, checkpoint_key, arch)
+        model, path = _build_model(arch, patch_size, pretrained_weights, checkpoint_key, kwargs)
         cfg = getattr(model, "pretrained_cfg", {}) or {}
         mean, std = tuple(cfg.get("mean", IMAGENET_MEAN)), tuple(cfg.get("std", IMAGENET_STD))
         spec = _Spec(
@@ -221,14 +210,12 @@ def _build(
             {"num_prefix_tokens": int(getattr(model, "num_prefix_tokens", 0))},
         )
     elif arch.startswith("vit_"):
-        model = build_backbone(arch, patch_size=patch_size if "_patch" not in arch else None, **kwargs)
-        path = _load(model, pretrained_weights, checkpoint_key, arch)
+        model, path = _build_model(arch, patch_size, pretrained_weights, checkpoint_key, kwargs)
         spec = _Spec(
             "dino", arch, int(model.patch_size), IMAGENET_MEAN, IMAGENET_STD, layer, {"checkpoint_key": checkpoint_key}
         )
     else:
-        model = build_backbone(arch, **kwargs)
-        path = _load(model, pretrained_weights, checkpoint_key, arch)
+        model, path = _build_model(arch, None, pretrained_weights, checkpoint_key, kwargs)
         spec = _Spec("torchvision", arch, 0, IMAGENET_MEAN, IMAGENET_STD, cnn_stage)
         extractor = FeatureExtractor(model, spec, path, state_dict_hash(model))
         with torch.no_grad():

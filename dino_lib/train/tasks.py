@@ -67,18 +67,14 @@ def build_task(cfg: TrainConfig) -> Task:
 
 def build_backbone_pair(cfg: TrainConfig) -> tuple[nn.Module, nn.Module]:
     """Student (drop path ``cfg.drop_path_rate``) and teacher (drop path 0) backbones for ``cfg.arch``."""
-    from dino_lib.models import build_backbone
+    from dino_lib.models import BackboneSpec, build_and_load
 
     kwargs = dict(cfg.arch_kwargs)
-    patch = {"patch_size": cfg.patch_size} if cfg.is_vit and not cfg.arch.startswith("timm:") else {}
-    if "_patch" in cfg.arch:
-        patch = {}
-    if cfg.is_vit:
-        student = build_backbone(cfg.arch, **patch, drop_path_rate=cfg.drop_path_rate, **kwargs)
-        teacher = build_backbone(cfg.arch, **patch, drop_path_rate=0.0, **kwargs)
-    else:
-        student = build_backbone(cfg.arch, **kwargs)
-        teacher = build_backbone(cfg.arch, **kwargs)
+    patch = None if cfg.arch.startswith("timm:") else cfg.patch_size  # timm names keep their own patch size
+    student_kw = dict(kwargs, drop_path_rate=cfg.drop_path_rate) if cfg.is_vit else kwargs
+    teacher_kw = dict(kwargs, drop_path_rate=0.0) if cfg.is_vit else kwargs
+    student, _ = build_and_load(BackboneSpec(cfg.arch, patch_size=patch, kwargs=student_kw), warn_random=False)
+    teacher, _ = build_and_load(BackboneSpec(cfg.arch, patch_size=patch, kwargs=teacher_kw), warn_random=False)
     return student, teacher
 
 
