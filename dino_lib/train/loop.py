@@ -195,7 +195,9 @@ def train(cfg: TrainConfig, *, callback: Callable[[dict[str, Any]], None] | None
             state = _checkpoint_state(parts, cfg, epoch + 1, 0)
             if main:
                 save_checkpoint(state, run_dir, epoch, cfg.saveckp_freq)
-                export_teacher_backbone(parts.teacher, run_dir / "teacher_backbone.pth")
+                export_teacher_backbone(
+                    parts.teacher, run_dir / "teacher_backbone.pth", safetensors=cfg.export_safetensors
+                )
             if cfg.knn_every and (epoch + 1) % cfg.knn_every == 0:
                 if main:
                     last_epoch.update(_knn(parts, cfg, device))
@@ -207,7 +209,7 @@ def train(cfg: TrainConfig, *, callback: Callable[[dict[str, Any]], None] | None
                     logger.warning("possible collapse: %s", msg)
                     emit({"type": "event", "event": "warning", "epoch": epoch, "message": msg})
         if main and not (run_dir / "teacher_backbone.pth").is_file():
-            export_teacher_backbone(parts.teacher, run_dir / "teacher_backbone.pth")
+            export_teacher_backbone(parts.teacher, run_dir / "teacher_backbone.pth", safetensors=cfg.export_safetensors)
         emit({"type": "event", "event": "end", "epochs_done": cfg.epochs})
         barrier()
         return TrainResult(run_dir, cfg.epochs, last_epoch, ckpt_path, run_dir / "teacher_backbone.pth")
@@ -225,6 +227,48 @@ def _knn(parts: RunParts, cfg: TrainConfig, device: torch.device) -> dict[str, f
         )
         out.update({f"knn_{name}_{k.removeprefix('knn_')}": float(v) for k, v in res.items()})
     return out
+
+
+def _forward_backward(
+    parts: RunParts, cfg: TrainConfig, device: torch.device, crops: list[torch.Tensor], epoch: int
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Forward and backward of one batch, in ``cfg.accumulate_steps`` equal micro-batches; returns the detached
+    batch loss and the loss statistics.
+
+    Accumulation keeps the DINO update of the whole batch: each micro-batch's loss (a mean over its images) is
+    weighted 1/N so the summed gradients equal the batch gradient, every micro-batch is centred with the same
+    centre, and the centre is updated once, from the mean teacher output of the whole batch. The optimiser step,
+    EMA and schedules stay once per batch (in the caller). Only BatchNorm statistics differ (per micro-batch).
+    """
+    n = cfg.accumulate_steps
+    if n == 1:  # the reference iteration, unchanged
+        crops = [c.to(device, non_blocking=True) for c in crops]
+        with _autocast(device, cfg.precision):
+            with torch.no_grad():
+                teacher_out = parts.teacher(crops[:2])  # (2B, K)
+            student_out = parts.student_ddp(crops)  # (ncrops B, K)
+        loss = parts.dino_loss(student_out, teacher_out, epoch)  # fp32; updates the center afterwards
+        (parts.scaler.scale(loss) if parts.scaler is not None else loss).backward()
+        return loss.detach().clone(), dict(parts.dino_loss.last_stats)
+    micro = crops[0].shape[0] // n
+    teacher_outs, total, entropy = [], torch.zeros((), device=device), torch.zeros((), device=device)
+    for j in range(n):
+        chunk = [c[j * micro : (j + 1) * micro].to(device, non_blocking=True) for c in crops]
+        last = j == n - 1
+        no_sync = getattr(parts.student_ddp, "no_sync", None)  # DDP: all-reduce the gradients once, at the end
+        with contextlib.nullcontext() if last or no_sync is None else no_sync():
+            with _autocast(device, cfg.precision):
+                with torch.no_grad():
+                    teacher_out = parts.teacher(chunk[:2])  # (2 B/N, K)
+                student_out = parts.student_ddp(chunk)  # (ncrops B/N, K)
+            loss = parts.dino_loss(student_out, teacher_out, epoch, update_center=False) / n
+            (parts.scaler.scale(loss) if parts.scaler is not None else loss).backward()
+        teacher_outs.append(teacher_out.detach().float())
+        total += loss.detach()
+        entropy += parts.dino_loss.last_stats["teacher_entropy"] / n
+    parts.dino_loss.update_center(torch.cat(teacher_outs))
+    stats = dict(parts.dino_loss.last_stats, teacher_entropy=entropy, center_norm=parts.dino_loss.center.norm())
+    return total, stats
 
 
 def _train_one_epoch(
@@ -255,22 +299,15 @@ def _train_one_epoch(
             group["lr"] = float(parts.lr_schedule[it])
             if g == 0:  # only the regularised group gets weight decay (§8.1)
                 group["weight_decay"] = float(parts.wd_schedule[it])
-        crops = [c.to(device, non_blocking=True) for c in crops]
-        with _autocast(device, cfg.precision):
-            with torch.no_grad():
-                teacher_out = parts.teacher(crops[:2])  # (2B, K)
-            student_out = parts.student_ddp(crops)  # (ncrops B, K)
-        loss = parts.dino_loss(student_out, teacher_out, epoch)  # fp32; updates the center afterwards
-        loss_all = loss.detach().clone()
+        parts.optimizer.zero_grad(set_to_none=True)
+        loss_all, stats_t = _forward_backward(parts, cfg, device, crops, epoch)  # gradients of the whole batch
         if world > 1:
             torch.distributed.all_reduce(loss_all)  # a NaN on any rank stops every rank at the same step
             loss_all /= world
         loss_value = float(loss_all)
-        if not math.isfinite(loss_value):
+        if not math.isfinite(loss_value):  # checked before the step: the weights stay as they were
             _nonfinite(parts, cfg, run_dir, rank, epoch, it, loss_value, indices[i * bs : (i + 1) * bs])
-        parts.optimizer.zero_grad(set_to_none=True)
         if parts.scaler is not None:
-            parts.scaler.scale(loss).backward()
             if cfg.clip_grad:
                 parts.scaler.unscale_(parts.optimizer)
                 clip_gradients(parts.student, cfg.clip_grad)
@@ -278,7 +315,6 @@ def _train_one_epoch(
             parts.scaler.step(parts.optimizer)
             parts.scaler.update()
         else:
-            loss.backward()
             if cfg.clip_grad:
                 clip_gradients(parts.student, cfg.clip_grad)
             cancel_gradients_last_layer(epoch, parts.student, cfg.freeze_last_layer)
@@ -288,7 +324,7 @@ def _train_one_epoch(
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         t_last = time.perf_counter()
-        stats = {k: float(v) for k, v in parts.dino_loss.last_stats.items()}
+        stats = {k: float(v) for k, v in stats_t.items()}
         step = {
             "loss": loss_value,
             "lr": float(parts.lr_schedule[it]),
