@@ -143,11 +143,14 @@ def train(cfg: TrainConfig, *, callback: Callable[[dict[str, Any]], None] | None
         if main:
             run_dir.mkdir(parents=True, exist_ok=True)
             _save_config(cfg, run_dir)
+        tb = _open_tensorboard(run_dir) if cfg.tensorboard and main else None  # fails before any work
         parts = build_run(cfg, info, device)
         log = JsonlLogger(run_dir / "log.jsonl", enabled=main)
 
         def emit(record: dict[str, Any]) -> None:
             log.write(record)
+            if tb is not None:
+                tb.write(record)
             if main and callback is not None:
                 callback(record)
 
@@ -201,6 +204,8 @@ def train(cfg: TrainConfig, *, callback: Callable[[dict[str, Any]], None] | None
             if cfg.knn_every and (epoch + 1) % cfg.knn_every == 0:
                 if main:
                     last_epoch.update(_knn(parts, cfg, device))
+                    if tb is not None:
+                        _attention_image(tb, parts, cfg, epoch)
                 barrier()
             emit(last_epoch)
             if main:
@@ -211,10 +216,29 @@ def train(cfg: TrainConfig, *, callback: Callable[[dict[str, Any]], None] | None
         if main and not (run_dir / "teacher_backbone.pth").is_file():
             export_teacher_backbone(parts.teacher, run_dir / "teacher_backbone.pth", safetensors=cfg.export_safetensors)
         emit({"type": "event", "event": "end", "epochs_done": cfg.epochs})
+        if tb is not None:
+            tb.close()
         barrier()
         return TrainResult(run_dir, cfg.epochs, last_epoch, ckpt_path, run_dir / "teacher_backbone.pth")
     finally:
         destroy_distributed()
+
+
+def _open_tensorboard(run_dir: Path) -> Any:
+    from dino_lib.train.tracking import TensorBoardWriter
+
+    return TensorBoardWriter(run_dir / "tb")
+
+
+def _attention_image(tb: Any, parts: RunParts, cfg: TrainConfig, epoch: int) -> None:
+    """The teacher's last-block attention on the first k-NN image, as a TensorBoard image (ViTs only)."""
+    from dino_lib.attention import list_images
+    from dino_lib.sample_data import resolve_data_path
+    from dino_lib.train.tracking import attention_strip
+
+    strip = attention_strip(parts.teacher.backbone, list_images(resolve_data_path(cfg.knn_data_path))[0], cfg.knn_crop)
+    if strip is not None:
+        tb.image("attention/teacher", strip, epoch)
 
 
 def _knn(parts: RunParts, cfg: TrainConfig, device: torch.device) -> dict[str, float]:
