@@ -41,6 +41,7 @@ class AttentionConfig:
     normalization: str = param("per_map", choices=["per_map", "shared"], help="colour scale of map figures")
     dtype: str = param("float32", choices=["float32", "bfloat16"], help="autocast dtype of the forward")
     batch_size: int = param(8, gt=0, help="images (or frames) per forward pass")
+    patch_pca: bool = param(True, help="also colour the patch features by PCA (DINOv2's figure): patch_pca.png")
     # video
     video_input: str | None = param(
         "sample:driving", help="video file, folder of frames, or a driving DATAROOT (its first run); null = no video"
