@@ -42,6 +42,7 @@ class AttentionConfig:
     normalization: str = param("per_map", choices=["per_map", "shared"], help="colour scale of map figures")
     precision: str = param("auto", choices=PRECISION_CHOICES, help="forward precision (auto: bf16 where native)")
     batch_size: int = param(8, gt=0, help="images (or frames) per forward pass")
+    patch_pca: bool = param(True, help="also colour the patch features by PCA (DINOv2's figure): patch_pca.png")
     # video
     video_input: str | None = param(
         "sample:driving", help="video file, folder of frames, or a driving DATAROOT (its first run); null = no video"

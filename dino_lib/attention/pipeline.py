@@ -32,6 +32,7 @@ __all__ = [
     "select_images",
     "resolve_video_input",
     "run_attention",
+    "write_patch_pca",
 ]
 
 logger = logging.getLogger(__name__)
@@ -118,6 +119,31 @@ def resolve_video_input(value: str) -> Path:
     return runs[0] if runs else path
 
 
+def write_patch_pca(cfg: AttentionConfig, model: nn.Module, results: Sequence[ImageAttention], out: Path) -> str:
+    """PCA colours of the patch features of every image: ``patch_pca.png`` and ``<image>/pca_rgb.png``."""
+    import matplotlib.pyplot as plt
+
+    from dino_lib.attention.patch_pca import grid_to_picture, image_patch_pca
+    from dino_lib.utils.io import atomic_write_bytes
+    from dino_lib.viz.attention import png_bytes, save_figure
+    from dino_lib.viz.pca import patch_pca_figure
+
+    # the pictures are already resized (and cropped in "reference" mode): pre-processing them again is exact
+    pca, pictures, geometries = image_patch_pca(
+        model, [r.picture for r in results], patch_size=cfg.patch_size, image_size=None, mode=cfg.preprocessing
+    )
+    for res, rgb, geometry in zip(results, pca.rgb, geometries):
+        colours = (grid_to_picture(rgb, geometry) * 255).round().astype(np.uint8)
+        atomic_write_bytes(out / res.name / "pca_rgb.png", png_bytes(colours))
+    explained = ", ".join(f"{v:.2f}" for v in pca.explained)
+    fig = patch_pca_figure(
+        pictures, pca.rgb, pca.first, names=[r.name for r in results], title=f"variance explained: {explained}"
+    )
+    path = save_figure(fig, out / "patch_pca.png")
+    plt.close(fig)
+    return str(path)
+
+
 def run_attention(
     cfg: AttentionConfig, model: nn.Module | None = None, results: Sequence[ImageAttention] | None = None
 ) -> dict[str, Any]:
@@ -171,6 +197,8 @@ def run_attention(
             save_figure(fig, out / f"{res.name}_masks.png")
             plt.close(fig)
         summary["images"].append({"name": res.name, "grid_hw": list(res.geometry.grid_hw), "folder": str(folder)})
+    if cfg.patch_pca and results:
+        summary["patch_pca"] = write_patch_pca(cfg, model, results, out)
     if cfg.video_input:
         from dino_lib.attention.video import attention_video
 

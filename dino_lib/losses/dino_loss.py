@@ -73,13 +73,17 @@ class DINOLoss(nn.Module):
         )
         self.last_stats: dict[str, torch.Tensor] = {}
 
-    def forward(self, student_output: torch.Tensor, teacher_output: torch.Tensor, epoch: int) -> torch.Tensor:
+    def forward(
+        self, student_output: torch.Tensor, teacher_output: torch.Tensor, epoch: int, *, update_center: bool = True
+    ) -> torch.Tensor:
         """Loss for one batch; also updates the center.
 
         Args:
             student_output: ``(ncrops * B, K)`` crop-major student logits.
             teacher_output: ``(2 * B, K)`` crop-major teacher logits (global crops only).
             epoch: current epoch (indexes the temperature schedule; out of range raises IndexError).
+            update_center: False for a micro-batch of gradient accumulation; the caller then calls
+                :meth:`update_center` once with the teacher outputs of the whole batch.
         """
         n_teacher = teacher_output.shape[0] // 2
         if student_output.shape[0] != self.ncrops * n_teacher:
@@ -100,7 +104,8 @@ class DINOLoss(nn.Module):
         loss = cross[mask].sum() / mask.sum()
         with torch.no_grad():
             entropy = -(q * log_q).sum(-1).mean()
-            self.update_center(teacher_output)
+            if update_center:
+                self.update_center(teacher_output)
             self.last_stats = {
                 "teacher_entropy": entropy,
                 "teacher_temp": torch.tensor(temp),

@@ -6,7 +6,13 @@ Formats recognised (training.md §14.4, §15; propagation.md for MAE):
 * full DINO training checkpoints: ``{"student": ..., "teacher": ..., "optimizer": ..., "args": Namespace, ...}``
   with ``module.`` / ``backbone.`` prefixes and ``head.*`` keys; ``checkpoint_key`` picks teacher or student;
 * MAE checkpoints: ``{"model": ...}`` with encoder and ``decoder_*`` / ``mask_token`` keys (encoder kept);
-* timm / generic checkpoints: a plain state dict or ``{"state_dict": ...}`` / ``{"model": ...}``.
+* timm / generic checkpoints: a plain state dict or ``{"state_dict": ...}`` / ``{"model": ...}``;
+* DINOv2 checkpoints in DINOv2's own layout (register tokens, layer scale, SwiGLU, chunked blocks, ``dino_head`` /
+  ``ibot_head``, ``teacher.backbone.`` prefixes), re-keyed into timm's DINOv2 models by
+  :mod:`dino_lib.models.key_layouts`.
+
+Files may be ``.pth``, ``.pt``, ``.bin`` (torch pickles, read with ``weights_only=True``) or ``.safetensors``.
+The positional table's grid is read from the tensor and resampled to the model's when they differ.
 
 Unlike the reference (which loads with ``strict=False`` and downloads weights when the path is missing), a
 missing file is an error, nothing is downloaded, and anything beyond the head that is missing makes loading fail.
@@ -21,13 +27,24 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from dino_lib.models.key_layouts import adapt_layout, describe_state, positional_prefix, suggest_arch
 from dino_lib.models.pos_embed import interpolate_pos_embed
 from dino_lib.utils.io import safe_torch_load
 
 __all__ = ["LoadReport", "CheckpointError", "load_pretrained", "extract_state_dict", "state_dict_hash"]
 
 # Keys that belong to heads, decoders or training-only parts; reported, never loaded into a backbone.
-_IGNORABLE_PREFIXES = ("head.", "fc.", "classifier.", "decoder", "mask_token", "fc_norm.", "last_layer.")
+_IGNORABLE_PREFIXES = (
+    "head.",
+    "fc.",
+    "classifier.",
+    "decoder",
+    "mask_token",
+    "fc_norm.",
+    "last_layer.",
+    "dino_head.",
+    "ibot_head.",
+)
 _PREFIXES_TO_STRIP = ("module.", "backbone.", "encoder.")
 
 
@@ -95,6 +112,10 @@ def extract_state_dict(
                 source = candidate
                 break
     state = checkpoint[source] if source else checkpoint
+    nested = f"{checkpoint_key}." if checkpoint_key else None
+    if nested and any(k.startswith(nested) for k in state):  # DINOv2 "model": teacher.backbone.* / student.*
+        state = {k[len(nested) :]: v for k, v in state.items() if k.startswith(nested)}
+        source = f"{source}/{checkpoint_key}" if source else checkpoint_key
     tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
     if not tensors:
         raise CheckpointError(f"{path}: no tensors found (top-level keys: {sorted(checkpoint)[:20]})")
@@ -121,7 +142,7 @@ def _check_shapes(model: nn.Module, state: dict[str, torch.Tensor], path: str) -
         if key not in own or own[key].shape == value.shape:
             continue
         if key == "pos_embed" and own[key].shape[-1] == value.shape[-1]:
-            prefix = getattr(model, "num_prefix_tokens", 1)
+            prefix = positional_prefix(model)
             n = own[key].shape[1] - prefix
             side = int(round(n**0.5))
             state[key] = interpolate_pos_embed(value, (side, side), num_prefix_tokens=prefix, mode="size")
@@ -132,6 +153,20 @@ def _check_shapes(model: nn.Module, state: dict[str, torch.Tensor], path: str) -
             "in the model; the checkpoint belongs to another architecture (check arch and patch_size)"
         )
     return resampled
+
+
+def _arch_hint(facts: dict[str, object], model: nn.Module) -> str:
+    """One sentence naming the architecture the checkpoint holds and a backbone name that would fit it."""
+    if not facts:
+        return ""
+    text = (
+        f"The checkpoint holds a ViT of width {facts['embed_dim']}, depth {facts['depth']}, patch "
+        f"{facts['patch_size']}, {facts['registers']} register tokens, layer scale {facts['layer_scale']}, SwiGLU "
+        f"{facts['swiglu']}, positional grid {facts['pos_grid']}; the model is "
+        f"{getattr(model, 'backbone_name', type(model).__name__)}. "
+    )
+    arch = suggest_arch(facts)
+    return text + (f"Build it with arch {arch!r}. " if arch else "")
 
 
 def load_pretrained(
@@ -145,7 +180,7 @@ def load_pretrained(
 
     Args:
         model: a backbone from :func:`dino_lib.models.build_backbone`.
-        path: local checkpoint file (never downloaded).
+        path: local checkpoint file (never downloaded): ``.pth``, ``.pt``, ``.bin`` or ``.safetensors``.
         checkpoint_key: top-level key to take in a training checkpoint (``teacher`` or ``student``).
         strict: fail when any model tensor is missing or any checkpoint tensor beyond heads/decoders is left over.
 
@@ -158,7 +193,12 @@ def load_pretrained(
     state, source = extract_state_dict(checkpoint, checkpoint_key, str(path))
     ignored = sorted(k for k in state if k.startswith(_IGNORABLE_PREFIXES))
     state = {k: v for k, v in state.items() if k not in ignored}
-    resampled = _check_shapes(model, state, str(path))
+    facts = describe_state(state)
+    state, _ = adapt_layout(state, model)
+    try:
+        resampled = _check_shapes(model, state, str(path))
+    except CheckpointError as err:
+        raise CheckpointError(f"{err}. {_arch_hint(facts, model)}".rstrip()) from None
     own_keys = set(model.state_dict())
     missing = sorted(own_keys - set(state))
     unexpected = sorted(set(state) - own_keys)
@@ -167,7 +207,8 @@ def load_pretrained(
             f"{path}: does not match the model{f' (key {source!r})' if source else ''}: "
             f"missing {missing[:10]}{'...' if len(missing) > 10 else ''} ({len(missing)}), "
             f"unexpected {unexpected[:10]}{'...' if len(unexpected) > 10 else ''} ({len(unexpected)}). "
-            "Check arch/patch_size and checkpoint_key, or pass strict=False to load what matches."
+            f"{_arch_hint(facts, model)}Check arch/patch_size and checkpoint_key, or pass strict=False to load what "
+            "matches."
         )
     result = model.load_state_dict({k: v for k, v in state.items() if k in own_keys}, strict=False)
     if result.missing_keys and strict:  # pragma: no cover - guarded above

@@ -22,6 +22,7 @@ from functools import partial
 import torch
 import torch.nn as nn
 from timm.layers import Attention
+from timm.models import checkpoint_seq
 from timm.models.vision_transformer import VisionTransformer
 
 from dino_lib.models.pos_embed import PosInterpolation, interpolate_pos_embed
@@ -182,7 +183,9 @@ class DinoVisionTransformer(VisionTransformer):
     def forward_features(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
         """All tokens after the final LayerNorm, ``(B, 1 + h*w, D)``."""
         x = self.prepare_tokens(x)
-        if attn_mask is None:
+        if attn_mask is None and self.grad_checkpointing and torch.is_grad_enabled():
+            x = checkpoint_seq(self.blocks, x)  # set_grad_checkpointing(): activations recomputed in the backward
+        elif attn_mask is None:
             x = self.blocks(x)
         else:
             for blk in self.blocks:

@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 
 from dino_lib.runtime import cuda_available
-from dino_lib.utils.io import atomic_torch_save, safe_torch_load
+from dino_lib.utils.io import atomic_torch_save, atomic_write, safe_torch_load
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,7 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "export_teacher_backbone",
+    "save_safetensors",
 ]
 
 SCHEMA_VERSION = 1
@@ -125,8 +126,22 @@ def load_checkpoint(
     return ckpt
 
 
-def export_teacher_backbone(teacher: nn.Module, path: Path) -> Path:
-    """Backbone-only teacher weights (released DINO layout: plain keys, no prefix, no head), written atomically."""
+def save_safetensors(state: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> Path:
+    """A flat dict of tensors as a ``.safetensors`` file (no pickle: loadable by any framework), written atomically."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    return atomic_write(path, lambda p: save_file(tensors, str(p), metadata=metadata))
+
+
+def export_teacher_backbone(teacher: nn.Module, path: Path, *, safetensors: bool = False) -> Path:
+    """Backbone-only teacher weights (released DINO layout: plain keys, no prefix, no head), written atomically.
+
+    With ``safetensors`` the same tensors are also written beside ``path`` with the ``.safetensors`` suffix.
+    """
     backbone = teacher.backbone if hasattr(teacher, "backbone") else teacher
     state = {k: v.detach().cpu().clone() for k, v in backbone.state_dict().items()}
+    if safetensors:
+        name = str(getattr(backbone, "backbone_name", type(backbone).__name__))
+        save_safetensors(state, Path(path).with_suffix(".safetensors"), {"format": "pt", "arch": name})
     return atomic_torch_save(state, path)

@@ -54,6 +54,10 @@ class TrainConfig:
     head_bottleneck_dim: int = param(256, ge=1)
     head_nlayers: int = param(3, ge=1)
     drop_path_rate: float = param(0.1, ge=0.0, lt=1.0)
+    # continued pretraining
+    init_weights: str | None = param(None, help="start both backbones from this checkpoint (.pth/.safetensors)")
+    init_checkpoint_key: str = param("teacher", help="network taken from a training checkpoint (teacher|student)")
+    init_head: bool = param(False, help="also start the heads (and the centre) from init_weights' head")
     # temperatures
     warmup_teacher_temp: float = param(0.04, gt=0.0)
     teacher_temp: float = param(0.04, gt=0.0)
@@ -76,6 +80,8 @@ class TrainConfig:
     warmup_epochs: int = param(10, ge=0)
     min_lr: float = param(1e-6, ge=0.0)
     optimizer: str = param("adamw", choices=("adamw", "sgd", "lars"))
+    accumulate_steps: int = param(1, ge=1, help="split each batch into N micro-batches (one update per batch)")
+    grad_checkpointing: bool = param(False, help="recompute block activations in the backward (less memory)")
     # multi-crop
     global_crops_scale: list[float] = field(default_factory=lambda: [0.4, 1.0])
     local_crops_number: int = param(8, ge=0)
@@ -100,6 +106,8 @@ class TrainConfig:
     seed: int = 0
     device: str = param("auto", help="auto|cpu|cuda")
     log_every: int = param(10, ge=1, help="iterations between log.jsonl records")
+    tensorboard: bool = param(False, help="also write TensorBoard scalars and images to RUN_DIR/tb/")
+    export_safetensors: bool = param(False, help="also export the teacher backbone as teacher_backbone.safetensors")
     knn_every: int = param(0, ge=0, help="epochs between k-NN monitors (0 = off)")
     knn_data_path: str | None = None
     knn_resize: int = param(256, ge=8, help="k-NN monitor: resize side before the centre crop")
@@ -124,6 +132,13 @@ class TrainConfig:
             )
         if self.warmup_epochs > self.epochs:
             raise ConfigError(f"warmup_epochs ({self.warmup_epochs}) must be <= epochs ({self.epochs})")
+        if self.batch_size_per_gpu % self.accumulate_steps:
+            raise ConfigError(
+                f"accumulate_steps ({self.accumulate_steps}) must divide batch_size_per_gpu "
+                f"({self.batch_size_per_gpu}): each batch is split into equal micro-batches"
+            )
+        if self.init_head and not self.init_weights:
+            raise ConfigError("init_head: true needs init_weights (a checkpoint with a head)")
         if self.knn_every and not self.knn_data_path:
             raise ConfigError("knn_every > 0 needs knn_data_path (e.g. sample:labelled)")
         if self.task == "images" and not (_VIT.match(self.arch) or self.arch.startswith("timm:")):

@@ -8,6 +8,7 @@ restored, and augmentations are a function of (seed, epoch, sample index).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -131,11 +132,14 @@ def train(cfg: TrainConfig, *, callback: Callable[[dict[str, Any]], None] | None
         if main:
             run_dir.mkdir(parents=True, exist_ok=True)
             _save_config(cfg, run_dir)
+        tb = _open_tensorboard(run_dir) if cfg.tensorboard and main else None  # fails before any work
         parts = build_run(cfg, info, device)
         log = JsonlLogger(run_dir / "log.jsonl", enabled=main)
 
         def emit(record: dict[str, Any]) -> None:
             log.write(record)
+            if tb is not None:
+                tb.write(record)
             if main and callback is not None:
                 callback(record)
 
@@ -183,10 +187,14 @@ def train(cfg: TrainConfig, *, callback: Callable[[dict[str, Any]], None] | None
             state = _checkpoint_state(parts, cfg, epoch + 1, 0)
             if main:
                 save_checkpoint(state, run_dir, epoch, cfg.saveckp_freq)
-                export_teacher_backbone(parts.teacher, run_dir / "teacher_backbone.pth")
+                export_teacher_backbone(
+                    parts.teacher, run_dir / "teacher_backbone.pth", safetensors=cfg.export_safetensors
+                )
             if cfg.knn_every and (epoch + 1) % cfg.knn_every == 0:
                 if main:
                     last_epoch.update(_knn(parts, cfg, device))
+                    if tb is not None:
+                        _attention_image(tb, parts, cfg, epoch)
                 barrier()
             emit(last_epoch)
             if main:
@@ -195,12 +203,31 @@ def train(cfg: TrainConfig, *, callback: Callable[[dict[str, Any]], None] | None
                     logger.warning("possible collapse: %s", msg)
                     emit({"type": "event", "event": "warning", "epoch": epoch, "message": msg})
         if main and not (run_dir / "teacher_backbone.pth").is_file():
-            export_teacher_backbone(parts.teacher, run_dir / "teacher_backbone.pth")
+            export_teacher_backbone(parts.teacher, run_dir / "teacher_backbone.pth", safetensors=cfg.export_safetensors)
         emit({"type": "event", "event": "end", "epochs_done": cfg.epochs})
+        if tb is not None:
+            tb.close()
         barrier()
         return TrainResult(run_dir, cfg.epochs, last_epoch, ckpt_path, run_dir / "teacher_backbone.pth")
     finally:
         destroy_distributed()
+
+
+def _open_tensorboard(run_dir: Path) -> Any:
+    from dino_lib.train.tracking import TensorBoardWriter
+
+    return TensorBoardWriter(run_dir / "tb")
+
+
+def _attention_image(tb: Any, parts: RunParts, cfg: TrainConfig, epoch: int) -> None:
+    """The teacher's last-block attention on the first k-NN image, as a TensorBoard image (ViTs only)."""
+    from dino_lib.attention import list_images
+    from dino_lib.sample_data import resolve_data_path
+    from dino_lib.train.tracking import attention_strip
+
+    strip = attention_strip(parts.teacher.backbone, list_images(resolve_data_path(cfg.knn_data_path))[0], cfg.knn_crop)
+    if strip is not None:
+        tb.image("attention/teacher", strip, epoch)
 
 
 def _knn(parts: RunParts, cfg: TrainConfig, device: torch.device) -> dict[str, float]:
@@ -219,6 +246,48 @@ def _knn(parts: RunParts, cfg: TrainConfig, device: torch.device) -> dict[str, f
         )
         out.update({f"knn_{name}_{k.removeprefix('knn_')}": float(v) for k, v in res.items()})
     return out
+
+
+def _forward_backward(
+    parts: RunParts, cfg: TrainConfig, device: torch.device, crops: list[torch.Tensor], epoch: int
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Forward and backward of one batch, in ``cfg.accumulate_steps`` equal micro-batches; returns the detached
+    batch loss and the loss statistics.
+
+    Accumulation keeps the DINO update of the whole batch: each micro-batch's loss (a mean over its images) is
+    weighted 1/N so the summed gradients equal the batch gradient, every micro-batch is centred with the same
+    centre, and the centre is updated once, from the mean teacher output of the whole batch. The optimiser step,
+    EMA and schedules stay once per batch (in the caller). Only BatchNorm statistics differ (per micro-batch).
+    """
+    n = cfg.accumulate_steps
+    if n == 1:  # the reference iteration, unchanged
+        crops = [c.to(device, non_blocking=True) for c in crops]
+        with autocast(device, parts.precision):
+            with torch.no_grad():
+                teacher_out = parts.teacher(crops[:2])  # (2B, K)
+            student_out = parts.student_ddp(crops)  # (ncrops B, K)
+        loss = parts.dino_loss(student_out, teacher_out, epoch)  # fp32; updates the center afterwards
+        (parts.scaler.scale(loss) if parts.scaler is not None else loss).backward()
+        return loss.detach().clone(), dict(parts.dino_loss.last_stats)
+    micro = crops[0].shape[0] // n
+    teacher_outs, total, entropy = [], torch.zeros((), device=device), torch.zeros((), device=device)
+    for j in range(n):
+        chunk = [c[j * micro : (j + 1) * micro].to(device, non_blocking=True) for c in crops]
+        last = j == n - 1
+        no_sync = getattr(parts.student_ddp, "no_sync", None)  # DDP: all-reduce the gradients once, at the end
+        with contextlib.nullcontext() if last or no_sync is None else no_sync():
+            with autocast(device, parts.precision):
+                with torch.no_grad():
+                    teacher_out = parts.teacher(chunk[:2])  # (2 B/N, K)
+                student_out = parts.student_ddp(chunk)  # (ncrops B/N, K)
+            loss = parts.dino_loss(student_out, teacher_out, epoch, update_center=False) / n
+            (parts.scaler.scale(loss) if parts.scaler is not None else loss).backward()
+        teacher_outs.append(teacher_out.detach().float())
+        total += loss.detach()
+        entropy += parts.dino_loss.last_stats["teacher_entropy"] / n
+    parts.dino_loss.update_center(torch.cat(teacher_outs))
+    stats = dict(parts.dino_loss.last_stats, teacher_entropy=entropy, center_norm=parts.dino_loss.center.norm())
+    return total, stats
 
 
 def _train_one_epoch(
@@ -249,22 +318,15 @@ def _train_one_epoch(
             group["lr"] = float(parts.lr_schedule[it])
             if g == 0:  # only the regularised group gets weight decay (§8.1)
                 group["weight_decay"] = float(parts.wd_schedule[it])
-        crops = [c.to(device, non_blocking=True) for c in crops]
-        with autocast(device, parts.precision):
-            with torch.no_grad():
-                teacher_out = parts.teacher(crops[:2])  # (2B, K)
-            student_out = parts.student_ddp(crops)  # (ncrops B, K)
-        loss = parts.dino_loss(student_out, teacher_out, epoch)  # fp32; updates the center afterwards
-        loss_all = loss.detach().clone()
+        parts.optimizer.zero_grad(set_to_none=True)
+        loss_all, stats_t = _forward_backward(parts, cfg, device, crops, epoch)  # gradients of the whole batch
         if world > 1:
             torch.distributed.all_reduce(loss_all)  # a NaN on any rank stops every rank at the same step
             loss_all /= world
         loss_value = float(loss_all)
-        if not math.isfinite(loss_value):
+        if not math.isfinite(loss_value):  # checked before the step: the weights stay as they were
             _nonfinite(parts, cfg, run_dir, rank, epoch, it, loss_value, indices[i * bs : (i + 1) * bs])
-        parts.optimizer.zero_grad(set_to_none=True)
         if parts.scaler is not None:
-            parts.scaler.scale(loss).backward()
             if cfg.clip_grad:
                 parts.scaler.unscale_(parts.optimizer)
                 clip_gradients(parts.student, cfg.clip_grad)
@@ -272,7 +334,6 @@ def _train_one_epoch(
             parts.scaler.step(parts.optimizer)
             parts.scaler.update()
         else:
-            loss.backward()
             if cfg.clip_grad:
                 clip_gradients(parts.student, cfg.clip_grad)
             cancel_gradients_last_layer(epoch, parts.student, cfg.freeze_last_layer)
@@ -282,7 +343,7 @@ def _train_one_epoch(
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         t_last = time.perf_counter()
-        stats = {k: float(v) for k, v in parts.dino_loss.last_stats.items()}
+        stats = {k: float(v) for k, v in stats_t.items()}
         step = {
             "loss": loss_value,
             "lr": float(parts.lr_schedule[it]),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -71,6 +72,38 @@ def make_loader(parts: RunParts, cfg: TrainConfig, device: torch.device, epoch: 
     )
 
 
+def _init_student(student: MultiCropWrapper, cfg: TrainConfig, rank: int) -> torch.Tensor | None:
+    """Continued pretraining: load ``cfg.init_weights`` into the student (the teacher then copies it).
+
+    Skipped when the run directory already holds ``checkpoint.pth``: the run resumes from its own state instead.
+    Returns the checkpoint's loss centre when ``init_head`` brought one.
+    """
+    if not cfg.init_weights:
+        return None
+    if (Path(cfg.output_dir) / "checkpoint.pth").is_file():
+        if rank == 0:
+            logger.info("init_weights ignored: %s resumes from its own checkpoint.pth", cfg.output_dir)
+        return None
+    from dino_lib.train.init_weights import init_from_checkpoint
+
+    report, center = init_from_checkpoint(
+        student, cfg.init_weights, checkpoint_key=cfg.init_checkpoint_key, init_head=cfg.init_head
+    )
+    if rank == 0:
+        logger.info("started from %s%s", report, " (+ head)" if cfg.init_head else "")
+    return center
+
+
+def _enable_grad_checkpointing(backbone: nn.Module, arch: str) -> None:
+    """timm's ``set_grad_checkpointing``: block activations are recomputed in the backward instead of stored."""
+    if not hasattr(backbone, "set_grad_checkpointing"):
+        raise ValueError(
+            f"grad_checkpointing: the backbone {arch!r} has no set_grad_checkpointing(); it works with the DINO ViTs "
+            "(vit_tiny/small/base) and timm models. Set grad_checkpointing: false, or save memory with accumulate_steps"
+        )
+    backbone.set_grad_checkpointing(True)
+
+
 def build_run(cfg: TrainConfig, info: DistInfo, device: torch.device) -> RunParts:
     """Task, student/teacher, DDP, sampler, schedules, loss, optimiser and scaler for ``cfg``."""
     seed_everything(cfg.seed)
@@ -97,6 +130,9 @@ def build_run(cfg: TrainConfig, info: DistInfo, device: torch.device) -> RunPart
     )
     # The teacher head is built with the default norm_last_layer=True, then overwritten by the student (§6.4).
     teacher = MultiCropWrapper(task.teacher_backbone, DINOHead(task.embed_dim, cfg.out_dim, **head_kw))
+    init_center = _init_student(student, cfg, info.rank)
+    if cfg.grad_checkpointing:
+        _enable_grad_checkpointing(student.backbone, cfg.arch)
     if info.distributed and _has_batchnorm(student):
         if device.type == "cuda":
             student = nn.SyncBatchNorm.convert_sync_batchnorm(student)
@@ -130,6 +166,8 @@ def build_run(cfg: TrainConfig, info: DistInfo, device: torch.device) -> RunPart
         student_temp=cfg.student_temp,
         center_momentum=cfg.center_momentum,
     ).to(device)
+    if init_center is not None:
+        dino_loss.center.copy_(init_center.to(device))
     optimizer = build_optimizer(cfg.optimizer, get_params_groups(student))
     precision = resolve_precision(cfg.precision, device)
     scaler = grad_scaler(device, precision)

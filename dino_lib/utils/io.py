@@ -17,7 +17,14 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["atomic_write", "atomic_write_text", "atomic_write_bytes", "atomic_torch_save", "safe_torch_load"]
+__all__ = [
+    "atomic_write",
+    "atomic_write_text",
+    "atomic_write_bytes",
+    "atomic_torch_save",
+    "safe_torch_load",
+    "is_safetensors_file",
+]
 
 
 def _current_umask() -> int:
@@ -87,8 +94,20 @@ except ImportError:  # pragma: no cover - NumPy 1.x
     pass
 
 
+def is_safetensors_file(path: str | Path) -> bool:
+    """Whether ``path`` is a safetensors file (an 8-byte little-endian header length, then a JSON header)."""
+    with open(path, "rb") as fh:
+        head = fh.read(9)
+    if len(head) < 9 or head[8:9] != b"{":
+        return False
+    return 2 <= int.from_bytes(head[:8], "little") <= Path(path).stat().st_size - 8
+
+
 def safe_torch_load(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
     """Load a checkpoint with ``weights_only=True`` plus an explicit allow-list for legacy pickles.
+
+    A ``.safetensors`` file (recognised by its header, whatever its suffix) is read with the ``safetensors``
+    package instead and comes back as a plain dict of tensors.
 
     Raises:
         FileNotFoundError: the path does not exist (nothing is ever downloaded instead).
@@ -97,8 +116,16 @@ def safe_torch_load(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
-            f"checkpoint not found: {path} (weights are only read from local files; give the path of a .pth file)"
+            f"checkpoint not found: {path} (weights are only read from local files; give the path of a .pth, .pt, "
+            ".bin or .safetensors file)"
         )
+    if is_safetensors_file(path):
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path), device=str(map_location))
+        except Exception as err:
+            raise ValueError(f"could not read {path} as a safetensors file: {err}") from None
     data = path.read_bytes()
     try:
         with torch.serialization.safe_globals(_LEGACY_SAFE_GLOBALS):
@@ -106,5 +133,6 @@ def safe_torch_load(path: str | Path, map_location: str | torch.device = "cpu") 
     except Exception as err:  # torch raises UnpicklingError / RuntimeError subclasses
         raise ValueError(
             f"could not load {path} as a checkpoint with weights_only=True: {err}. Only tensors, plain Python "
-            "data, argparse.Namespace and NumPy scalars/arrays are admitted; re-save the file with plain data."
+            "data, argparse.Namespace and NumPy scalars/arrays are admitted (.safetensors files are read as "
+            "well); re-save the file with plain data, e.g. torch.save(model.state_dict(), path)."
         ) from None

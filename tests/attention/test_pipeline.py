@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -79,9 +80,14 @@ def test_command_line_twin_writes_reference_files_and_video(tmp_path):
     for name in ("cat", "coffee"):
         files = sorted(p.name for p in (out / name).iterdir())
         assert files == sorted(
-            ["img.png"] + [f"attn-head{j}.png" for j in range(3)] + [f"mask_th0.6_head{j}.png" for j in range(3)]
+            ["img.png", "pca_rgb.png"]
+            + [f"attn-head{j}.png" for j in range(3)]
+            + [f"mask_th0.6_head{j}.png" for j in range(3)]
         )
         assert (out / f"{name}_heads.png").is_file() and (out / f"{name}_masks.png").is_file()
+        picture = np.asarray(Image.open(out / name / "img.png"))
+        assert np.asarray(Image.open(out / name / "pca_rgb.png")).shape == picture.shape  # colours cover the image
+    assert summary["patch_pca"] == str(out / "patch_pca.png") and (out / "patch_pca.png").is_file()
     assert summary["video"]["frames"] == 3 and (out / "video.mp4").stat().st_size > 0
     assert json.loads((out / "summary.json").read_text()) == summary
     assert (out / "config.yaml").is_file()

@@ -235,3 +235,145 @@ def test_state_dict_hash_tracks_content() -> None:
     h0 = state_dict_hash(bn)
     bn.num_batches_tracked += 1
     assert state_dict_hash(bn) != h0
+
+
+# --- file formats and other key layouts -------------------------------------------------------------------------
+
+
+def dinov2_timm(seed: int, name: str = "vit_small_patch14_reg4_dinov2", **kw) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    kw = {"depth": 2, "embed_dim": 64, "num_heads": 2, "img_size": 56, **kw}
+    model = build_backbone(f"timm:{name}", **kw)
+    with torch.no_grad():  # timm starts the CLS token at std 1e-6; trained tokens are not that small
+        model.cls_token.normal_(std=0.02)
+    return model
+
+
+def to_dinov2_native(timm_state: dict[str, torch.Tensor], cls_pos: torch.Tensor) -> dict[str, torch.Tensor]:
+    """DINOv2's own layout of a timm register model: CLS keeps a positional entry, registers are
+    ``register_tokens``, and a training-only ``mask_token`` is present."""
+    state = {k: v.clone() for k, v in timm_state.items()}
+    state["register_tokens"] = state.pop("reg_token")
+    state["cls_token"] = state["cls_token"] - cls_pos
+    state["pos_embed"] = torch.cat([cls_pos, state["pos_embed"]], dim=1)
+    state["mask_token"] = torch.zeros(1, state["cls_token"].shape[-1])
+    return state
+
+
+def test_safetensors_file_loads(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    source = tiny(1, depth=2)
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(tmp_path / "w.safetensors"))
+    target = tiny(2, depth=2)
+    report = load_pretrained(target, tmp_path / "w.safetensors")
+    assert report.loaded == len(source.state_dict())
+    assert_same_weights(target, source.state_dict())
+    # recognised by its content whatever the suffix (hub downloads are sometimes renamed)
+    (tmp_path / "w.bin").write_bytes((tmp_path / "w.safetensors").read_bytes())
+    load_pretrained(tiny(3, depth=2), tmp_path / "w.bin")
+
+
+def test_bin_and_pt_suffixes_load_torch_pickles(tmp_path: Path) -> None:
+    source = tiny(1, depth=1)
+    for name in ("pytorch_model.bin", "w.pt"):
+        torch.save({"state_dict": {f"module.{k}": v for k, v in source.state_dict().items()}}, tmp_path / name)
+        target = tiny(2, depth=1)
+        load_pretrained(target, tmp_path / name)
+        assert_same_weights(target, source.state_dict())
+
+
+def test_timm_dinov2_safetensors_loads_into_timm_model(tmp_path: Path) -> None:
+    """A timm-format DINOv2 file (as the hub's model.safetensors): same keys as the timm model."""
+    from safetensors.torch import save_file
+
+    source = dinov2_timm(1)
+    save_file(dict(source.state_dict()), str(tmp_path / "model.safetensors"))
+    target = dinov2_timm(2)
+    load_pretrained(target, tmp_path / "model.safetensors")
+    assert_same_weights(target, source.state_dict())
+
+
+def test_dinov2_native_layout_with_registers_and_layer_scale(tmp_path: Path) -> None:
+    source = dinov2_timm(3)
+    state = source.state_dict()
+    assert "blocks.0.ls1.gamma" in state and "reg_token" in state
+    cls_pos = 0.02 * torch.randn(1, 1, 64, generator=torch.Generator().manual_seed(0))
+    torch.save(to_dinov2_native(state, cls_pos), tmp_path / "dinov2_vits14_reg4_pretrain.pth")
+    target = dinov2_timm(4)
+    report = load_pretrained(target, tmp_path / "dinov2_vits14_reg4_pretrain.pth")
+    assert report.ignored == ["mask_token"] and not report.resampled
+    own = target.state_dict()
+    for key, value in state.items():
+        torch.testing.assert_close(own[key], value, msg=key)  # CLS position folded back into cls_token
+    x = torch.randn(1, 3, 56, 56)
+    torch.testing.assert_close(target.eval()(x), source.eval()(x))
+
+
+def test_dinov2_native_positional_grid_is_read_from_the_tensor(tmp_path: Path) -> None:
+    """A 518-px DINOv2 file has a 37 x 37 table; here a 6 x 6 table (84 px) goes into a 4 x 4 model (56 px)."""
+    source = dinov2_timm(5, img_size=84)
+    cls_pos = torch.zeros(1, 1, 64)
+    torch.save(to_dinov2_native(source.state_dict(), cls_pos), tmp_path / "native.pth")
+    target = dinov2_timm(6)
+    report = load_pretrained(target, tmp_path / "native.pth")
+    assert report.resampled == ["pos_embed"] and target.pos_embed.shape == (1, 16, 64)
+    torch.testing.assert_close(target.cls_token, source.cls_token)
+
+
+def test_dinov2_training_checkpoint_with_chunked_blocks(tmp_path: Path) -> None:
+    """DINOv2 training files: ``model`` with ``teacher.backbone.`` / ``student.backbone.`` prefixes, blocks nested
+    by chunk (``blocks.<chunk>.<i>.``) and ``dino_head`` / ``ibot_head`` parts."""
+    teacher, student = dinov2_timm(7).state_dict(), dinov2_timm(8).state_dict()
+
+    def native(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+        out = {}
+        for key, value in to_dinov2_native(state, torch.zeros(1, 1, 64)).items():
+            if key.startswith("blocks."):
+                index = int(key.split(".")[1])
+                key = f"blocks.{index // 1}.{key[len('blocks.') :]}"  # chunk size 1: blocks.<i>.<i>.
+            out[f"{prefix}.backbone.{key}"] = value
+        out[f"{prefix}.dino_head.mlp.0.weight"] = torch.zeros(8, 64)
+        out[f"{prefix}.ibot_head.mlp.0.weight"] = torch.zeros(8, 64)
+        return out
+
+    torch.save({"model": {**native(teacher, "teacher"), **native(student, "student")}}, tmp_path / "model_final.pth")
+    model = dinov2_timm(9)
+    report = load_pretrained(model, tmp_path / "model_final.pth")
+    assert report.source_key == "model/teacher"
+    assert "dino_head.mlp.0.weight" in report.ignored and "ibot_head.mlp.0.weight" in report.ignored
+    assert_same_weights(model, teacher)
+    load_pretrained(model, tmp_path / "model_final.pth", checkpoint_key="student")
+    assert_same_weights(model, student)
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["packed", "split"])
+def test_dinov2_swiglu_blocks_load_into_timm_swiglu(tmp_path: Path, split: bool) -> None:
+    """ViT-g's SwiGLU (``mlp.w12`` / ``mlp.w3``) into timm's packed GluMlp or its split SwiGLU; outputs agree."""
+    from timm.layers import SwiGLU
+
+    kw = {"depth": 1, "embed_dim": 48, "num_heads": 2, "img_size": 28}
+    source = dinov2_timm(10, "vit_giant_patch14_dinov2", **kw).eval()
+    state = {}
+    for key, value in source.state_dict().items():
+        state[key.replace(".mlp.fc1.", ".mlp.w12.").replace(".mlp.fc2.", ".mlp.w3.")] = value
+    state["mask_token"] = torch.zeros(1, 48)
+    torch.save(state, tmp_path / "dinov2_vitg14_pretrain.pth")
+    extra = {"mlp_layer": SwiGLU, "mlp_ratio": 2.66667} if split else {}
+    target = dinov2_timm(11, "vit_giant_patch14_dinov2", **kw, **extra).eval()
+    assert ("blocks.0.mlp.fc1_g.weight" in target.state_dict()) == split
+    load_pretrained(target, tmp_path / "dinov2_vitg14_pretrain.pth")
+    x = torch.randn(2, 3, 28, 28)
+    torch.testing.assert_close(target(x), source(x))
+
+
+def test_mismatch_error_lists_keys_and_names_the_architecture(tmp_path: Path) -> None:
+    kw = {"depth": 1, "embed_dim": 384, "num_heads": 6}  # ViT-S width, so a released name can be suggested
+    torch.save(to_dinov2_native(dinov2_timm(12, **kw).state_dict(), torch.zeros(1, 1, 384)), tmp_path / "reg.pth")
+    torch.manual_seed(0)
+    model = build_backbone("timm:vit_small_patch14_dinov2", img_size=56, **kw)
+    with pytest.raises(CheckpointError) as info:
+        load_pretrained(model, tmp_path / "reg.pth")
+    text = str(info.value)
+    assert str(tmp_path / "reg.pth") in text and "unexpected ['register_tokens']" in text
+    assert "4 register tokens" in text and "timm:vit_small_patch14_reg4_dinov2" in text, text

@@ -1,0 +1,104 @@
+"""TensorBoard output beside ``log.jsonl``: the same records as scalars, and attention maps at each k-NN monitor.
+
+``tensorboard: true`` writes event files to ``RUN_DIR/tb/`` with torch's ``SummaryWriter`` (the optional
+``tensorboard`` package); view them with ``tensorboard --logdir RUN_DIR/tb``. Iteration records go to ``train/*``
+(loss, lr, wd, momentum, teacher temperature and entropy, centre norm) and ``speed/*`` (images/s, data-wait
+fraction) at the global iteration; epoch records to ``epoch/*`` and the k-NN accuracies to ``knn/*`` at the epoch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+__all__ = ["TensorBoardWriter", "attention_strip"]
+
+_ITER = {
+    "loss": "train/loss",
+    "lr": "train/lr",
+    "wd": "train/wd",
+    "momentum": "train/momentum",
+    "teacher_temp": "train/teacher_temp",
+    "teacher_entropy": "train/teacher_entropy",
+    "center_norm": "train/center_norm",
+    "images_per_s": "speed/images_per_s",
+    "data_wait_frac": "speed/data_wait_frac",
+    "scaler_scale": "train/fp16_scale",
+}
+_EPOCH = {
+    "train_loss": "epoch/loss",
+    "train_lr": "epoch/lr",
+    "train_wd": "epoch/wd",
+    "momentum": "epoch/momentum",
+    "teacher_temp": "epoch/teacher_temp",
+    "teacher_entropy": "epoch/teacher_entropy",
+    "images_per_s": "epoch/images_per_s",
+}
+
+
+class TensorBoardWriter:
+    """Mirror trainer records into TensorBoard event files under ``log_dir``.
+
+    Raises:
+        ImportError: the ``tensorboard`` package is not installed (the message says how to install it).
+    """
+
+    def __init__(self, log_dir: str | Path) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as err:
+            raise ImportError(
+                f"tensorboard: true needs the tensorboard package ({err}); install it with "
+                "pip install 'dino-workbench[tensorboard]' (or pip install tensorboard), or set tensorboard: false"
+            ) from None
+        self.log_dir = Path(log_dir)
+        self.writer = SummaryWriter(log_dir=str(self.log_dir))
+
+    def write(self, record: dict[str, Any]) -> None:
+        """Write the scalars of one ``log.jsonl`` record (other record types are ignored)."""
+        kind = record.get("type")
+        if kind == "iter":
+            step, names = int(record["it"]), _ITER
+        elif kind == "epoch":
+            step, names = int(record["epoch"]), _EPOCH
+        else:
+            return
+        for key, value in record.items():
+            tag = names.get(key) or (
+                f"knn/{key.removeprefix('knn_')}" if kind == "epoch" and key.startswith("knn_") else None
+            )
+            if tag and isinstance(value, int | float) and np.isfinite(value):
+                self.writer.add_scalar(tag, float(value), step)
+        if kind == "epoch":
+            self.writer.flush()
+
+    def image(self, tag: str, picture: np.ndarray, step: int) -> None:
+        """An ``(H, W, 3)`` uint8 image."""
+        self.writer.add_image(tag, picture, step, dataformats="HWC")
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+@torch.no_grad()
+def attention_strip(backbone: nn.Module, image: str | Path, image_size: int) -> np.ndarray | None:
+    """The image followed by the last block's CLS attention of every head over it, side by side (uint8 HWC).
+
+    ``None`` for backbones without attention (CNNs). Each map is scaled to [0, 1] on its own, as in the paper's
+    figures.
+    """
+    from dino_lib.attention import attention_maps, preprocess, to_image_size
+    from dino_lib.viz.attention import normalize_maps, overlay
+
+    if not hasattr(backbone, "blocks") or not hasattr(backbone, "patch_size"):
+        return None
+    device = next(backbone.parameters()).device
+    x, picture, geometry = preprocess(image, patch_size=int(backbone.patch_size), image_size=image_size)
+    maps = attention_maps(backbone, x[None].to(device)).maps[0, 0].float().cpu()  # (heads, h, w)
+    full = normalize_maps(to_image_size(maps, geometry, mode="bilinear"))  # (heads, H, W) in [0, 1]
+    return np.concatenate([picture, *(overlay(picture, m, alpha=0.6) for m in full)], axis=1)
