@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+import re
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -28,6 +30,8 @@ __all__ = [
     "all_reduce_mean",
     "barrier",
     "resolve_device",
+    "launch_rank",
+    "exit_with_launcher",
 ]
 
 
@@ -44,15 +48,73 @@ class DistInfo:
         return self.world_size > 1
 
 
-def resolve_device(device: str, local_rank: int = 0) -> torch.device:
-    """``"auto"`` -> ``cuda:<local_rank>`` when CUDA is available, else ``cpu``; ``"cuda"`` gets the local rank."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError("device 'cuda' requested but torch.cuda.is_available() is False; use device: cpu")
-        return torch.device("cuda", local_rank)
-    return torch.device(device)
+def _device_error(message: str) -> Exception:
+    from dino_lib.config import ConfigError
+
+    err = ConfigError(f"device: {message}")
+    err.key = "device"
+    return err
+
+
+def resolve_device(device: str | torch.device, local_rank: int | None = None) -> torch.device:
+    """The one place a ``device`` setting is checked and resolved: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+
+    ``auto`` is CUDA when a GPU is usable, else the CPU; ``cuda`` and ``auto`` get ``local_rank`` as index when
+    given (one GPU per torchrun process). Anything else, ``cuda`` without a usable GPU, or ``cuda:N`` beyond the
+    GPU count is a :class:`~dino_lib.config.ConfigError` naming the key and the fix, raised before any work.
+    """
+    if isinstance(device, torch.device):
+        device = str(device)
+    name = str(device).strip().lower()
+    match = re.fullmatch(r"(auto|cpu|cuda)(?::(\d+))?", name)
+    if match is None or (match.group(2) is not None and match.group(1) != "cuda"):
+        raise _device_error(f"expected auto, cpu, cuda or cuda:N (N = GPU index), found {device!r}")
+    kind, index = match.group(1), match.group(2)
+    if kind == "cpu":
+        return torch.device("cpu")
+    available = torch.cuda.is_available()
+    if kind == "auto":
+        if not available:
+            return torch.device("cpu")
+    elif not available:
+        built = torch.version.cuda is not None
+        why = "no GPU or driver was found" if built else f"this torch build ({torch.__version__}) has no CUDA support"
+        raise _device_error(f"{device!r} requested but CUDA is not usable ({why}); use device: cpu or auto")
+    if index is not None:
+        count = torch.cuda.device_count()
+        if int(index) >= count:
+            raise _device_error(f"{device!r} but this machine has {count} GPU(s) (cuda:0..cuda:{count - 1})")
+        return torch.device("cuda", int(index))
+    return torch.device("cuda", local_rank) if local_rank is not None else torch.device("cuda")
+
+
+def launch_rank() -> int:
+    """This process's rank as set by the launcher (``RANK``; 0 when not launched by torchrun/Slurm), available
+    before the process group exists (e.g. to let only rank 0 lock the output folder)."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def exit_with_launcher() -> None:
+    """Under torchrun, make this worker die with its launcher (Linux parent-death signal).
+
+    A ``kill -9`` of the ``torchrun`` process gives its workers no chance to be told; without this they keep
+    training and writing into the run folder next to a restarted run. Outside torchrun (no ``TORCHELASTIC_RUN_ID``)
+    and off Linux this does nothing.
+    """
+    if "TORCHELASTIC_RUN_ID" not in os.environ or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):  # pragma: no cover - no prctl
+        logger.warning("could not ask to exit with the torchrun launcher (prctl unavailable)")
+        return
+    if os.getppid() == 1:  # the launcher died before the call: exit now
+        os._exit(1)
 
 
 def init_distributed(device: torch.device | str = "cpu", timeout_s: float = 600.0) -> DistInfo:

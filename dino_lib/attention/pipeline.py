@@ -53,10 +53,10 @@ class ImageAttention:
 
 
 def resolve_device(device: str) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    """``"auto"`` -> CUDA when available, else CPU (checked by :func:`dino_lib.distributed.resolve_device`)."""
+    from dino_lib.distributed import resolve_device as resolve
+
+    return resolve(device)
 
 
 def load_model(cfg: AttentionConfig) -> nn.Module:
@@ -164,8 +164,6 @@ def run_attention(
     from dino_lib.viz.attention import head_grid_figure, mask_figure, save_figure, save_reference_pngs
 
     out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    save_run_config(cfg, out)
     device = resolve_device(cfg.device)
     model = (model or load_model(cfg)).to(device)
     dtype = torch.bfloat16 if cfg.dtype == "bfloat16" else None
@@ -182,6 +180,8 @@ def run_attention(
             batch_size=cfg.batch_size,
             dtype=dtype,
         )
+    out.mkdir(parents=True, exist_ok=True)
+    save_run_config(cfg, out)  # the inputs are read and the model ran: outputs from here on
     summary: dict[str, Any] = {"images": [], "video": None}
     for res in results:
         maps = res.upsampled()  # (heads, H, W)

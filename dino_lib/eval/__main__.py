@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import torch
 import torch.distributed as dist
 
-from dino_lib.config import cli_config
+from dino_lib.cli import entry, parse_config, run_folder
 from dino_lib.eval.config import EvalConfig
 from dino_lib.eval.run import run_evaluation
 
@@ -36,11 +36,15 @@ def _init_distributed(cfg: EvalConfig) -> None:
     dist.init_process_group(backend="nccl" if use_cuda else "gloo")
 
 
+PROG = "python -m dino_lib.eval"
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    cfg = cli_config(EvalConfig, argv, description=__doc__ or "")
+    cfg = parse_config(EvalConfig, argv, prog=PROG, description=__doc__ or "")
     _init_distributed(cfg)
-    summary = run_evaluation(cfg)
+    with run_folder(cfg):
+        summary = run_evaluation(cfg)
     if not dist.is_initialized() or dist.get_rank() == 0:
         brief = {
             "knn": summary.get("knn"),
@@ -53,4 +57,4 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(entry(main, PROG))

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch.distributed as dist
 
-from dino_lib.config import cli_config, requested_task
+from dino_lib.cli import entry, parse_config, requested_task, run_folder
 from dino_lib.features.config import FeatureConfig
 from dino_lib.utils.io import atomic_torch_save
 
@@ -54,6 +54,15 @@ def extract_images(cfg: FeatureConfig) -> dict[str, Path]:
         "device": device,
         "num_workers": cfg.num_workers,
     }
+    from dino_lib.eval.data import check_folder_images
+    from dino_lib.utils.rundir import mark_started
+
+    folders, classes = [], None
+    for split in cfg.splits:  # every split is listed and decoded before the first feature is computed
+        folders.append(LabelledImageFolder(root / split, None, classes=classes))
+        classes = folders[-1].classes
+    check_folder_images(folders)
+    mark_started(cfg.output_dir)
     written, results, classes = {}, {}, None
     main_rank = not dist.is_initialized() or dist.get_rank() == 0
     for split in cfg.splits:
@@ -82,6 +91,11 @@ def extract_images(cfg: FeatureConfig) -> dict[str, Path]:
     return written
 
 
+PROG = "python -m dino_lib.features"
+_EPILOG = "With task=regions (or task: regions in the file) the keys are those of RegionExtractionConfig: see "\
+    "task=regions --help."  # fmt: skip
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Path] | object:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -89,15 +103,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Path] | object:
         from dino_lib.features import regions
 
         return regions.main(argv)
-    cfg = cli_config(FeatureConfig, argv, description=__doc__ or "")
+    cfg = parse_config(FeatureConfig, argv, prog=PROG, description=__doc__ or "", epilog=_EPILOG)
     from dino_lib.eval.__main__ import _init_distributed
 
     _init_distributed(cfg)  # type: ignore[arg-type]
-    written = extract_images(cfg)
+    with run_folder(cfg):
+        written = extract_images(cfg)
     if not dist.is_initialized() or dist.get_rank() == 0:
         print(json.dumps({k: str(v) for k, v in written.items()}, indent=1))
     return written
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(entry(main, PROG))

@@ -42,10 +42,10 @@ class ExtractedFeatures(NamedTuple):
 
 
 def resolve_device(device: torch.device | str) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; anything else is passed to ``torch.device``."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    """``"auto"`` -> CUDA when available, else CPU (checked by :func:`dino_lib.distributed.resolve_device`)."""
+    from dino_lib.distributed import resolve_device as resolve
+
+    return resolve(device)
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

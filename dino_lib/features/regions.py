@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from dino_lib.config import ConfigError, cli_config, param, save_run_config
+from dino_lib.config import ConfigError, param, save_run_config
 from dino_lib.hierarchical.dataset import RegionDataError, check_region_tensor, load_feature_file
 from dino_lib.hierarchical.encoder import TileEncoder, load_tile_encoder
 from dino_lib.hierarchical.manifest import SCHEMA_VERSION, format_stats, read_manifest, write_manifest
@@ -92,9 +92,9 @@ class ExtractionResult:
 
 
 def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    from dino_lib.distributed import resolve_device
+
+    return resolve_device(name)
 
 
 def _prefetch(sources: Sequence[RegionSource], cfg: RegionExtractionConfig) -> Iterator[tuple[RegionSource, Any]]:
@@ -277,10 +277,14 @@ def main(argv: Sequence[str] | None = None) -> ExtractionResult:
     from dino_lib.distributed import destroy_distributed, init_distributed
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    cfg = cli_config(RegionExtractionConfig, argv, description="Extract region tensors [g*g, D] (HIPT stage 2 input)")
+    from dino_lib.cli import parse_config, run_folder
+
+    cfg = parse_config(RegionExtractionConfig, argv, prog="python -m dino_lib.features",
+                       description="Extract region tensors [g*g, D] (HIPT stage 2 input)")  # fmt: skip
     init_distributed(_resolve_device(cfg.device))
     try:
-        result = extract_regions(cfg)
+        with run_folder(cfg):
+            result = extract_regions(cfg)
     finally:
         destroy_distributed()
     log.info("wrote %d regions (%d skipped) in %.1fs -> %s", result.written, result.skipped, result.seconds,

@@ -12,7 +12,6 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 from dino_lib.attention.hipt import HIPTHeatmaps, blend_levels, hipt_heatmaps
@@ -58,10 +57,10 @@ def _png(array: np.ndarray) -> bytes:
 
 def run_hipt_heatmaps(cfg: HIPTHeatmapConfig) -> tuple[HIPTHeatmaps, HIPTComposer]:
     """Load both stages, compute the maps of ``cfg.image_path`` and write them to ``cfg.output_dir``."""
+    from dino_lib.distributed import resolve_device
     from dino_lib.viz.hipt import overlay
 
-    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if cfg.device == "auto" else cfg.device))  # fmt: skip
+    device = resolve_device(cfg.device)
     composer = load_hipt(cfg.pretrained_weights, cfg.region_weights, tile_size=cfg.tile_size,
                          input_size=cfg.input_size, normalization=cfg.normalization, checkpoint_key=cfg.checkpoint_key,
                          region_kwargs=cfg.region_kwargs, batch_size=cfg.batch_size,

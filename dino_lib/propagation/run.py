@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,9 +95,10 @@ def summary(results: list[RunResult]) -> Any:
 
 
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    """The device of a propagation run (checked by :func:`dino_lib.distributed.resolve_device`)."""
+    from dino_lib.distributed import resolve_device as resolve
+
+    return resolve(name)
 
 
 def extractor_from_config(cfg: PropagationConfig) -> FeatureExtractor:
@@ -147,6 +149,12 @@ def propagate_video(
     key = outputs.params_key({"params": params, "backbone": extractor.describe(), "geometry": geometry.to_dict()})
     old = outputs.read_manifest(out_dir)
     resume = cfg.resume and not cfg.overwrite
+    if old is not None and old.get("status") == "running":
+        logger.warning(
+            "%s: the previous run into this folder stopped before finishing (manifest status 'running'); %s",
+            out_dir,
+            "resuming it" if resume else "starting again (resume: false or overwrite: true)",
+        )
     if old is not None and old.get("params_key") != key and not cfg.overwrite:
         raise PropagationInputError(
             f"{out_dir} holds predictions made with other parameters (manifest params_key {old.get('params_key')} "
@@ -293,8 +301,14 @@ def propagate_video(
     )
 
 
-def propagate(cfg: PropagationConfig, extractor: FeatureExtractor | None = None) -> list[RunResult]:
-    """Propagate every selected video of ``cfg.data_path`` into ``cfg.output_dir``; returns one result per video."""
+def propagate(
+    cfg: PropagationConfig, extractor: FeatureExtractor | None = None, on_start: Callable[[], Any] | None = None
+) -> list[RunResult]:
+    """Propagate every selected video of ``cfg.data_path`` into ``cfg.output_dir``; returns one result per video.
+
+    Every video's frames and keyframe labels are checked before the first one is propagated; ``on_start`` is then
+    called (the command line records ``config.yaml`` there).
+    """
     videos = list_videos(cfg)
     extractor = extractor or extractor_from_config(cfg)
     if (
@@ -308,4 +322,11 @@ def propagate(cfg: PropagationConfig, extractor: FeatureExtractor | None = None)
         )
     device = resolve_device(cfg.device)
     out_root = Path(cfg.output_dir)
+    for video in videos:  # fail before any work on a bad frame size or a missing keyframe label
+        check_frame_sizes(video, cfg.frame_size_mismatch)  # type: ignore[arg-type]
+        n = len(video.frames) if cfg.max_frames is None else min(len(video.frames), cfg.max_frames)
+        for k in policies.keyframes(cfg, n):
+            video.label_path(k)
+    if on_start is not None:
+        on_start()
     return [propagate_video(cfg, v, extractor, out_root, device) for v in videos]

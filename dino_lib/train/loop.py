@@ -140,10 +140,10 @@ def train(cfg: TrainConfig, *, callback: Callable[[dict[str, Any]], None] | None
     main = info.rank == 0
     run_dir = Path(cfg.output_dir)
     try:
+        parts = build_run(cfg, info, device)  # checks the data first: a failure here leaves no files
         if main:
             run_dir.mkdir(parents=True, exist_ok=True)
             _save_config(cfg, run_dir)
-        parts = build_run(cfg, info, device)
         log = JsonlLogger(run_dir / "log.jsonl", enabled=main)
 
         def emit(record: dict[str, Any]) -> None:
@@ -151,7 +151,7 @@ def train(cfg: TrainConfig, *, callback: Callable[[dict[str, Any]], None] | None
             if main and callback is not None:
                 callback(record)
 
-        start_epoch, start_iter = 0, 0
+        start_epoch, start_iter, epoch_stats = 0, 0, None
         ckpt_path = run_dir / "checkpoint.pth"
         if ckpt_path.is_file():
             meta = load_checkpoint(
@@ -163,13 +163,14 @@ def train(cfg: TrainConfig, *, callback: Callable[[dict[str, Any]], None] | None
                 scaler=parts.scaler,
             )
             start_epoch, start_iter = int(meta["epoch"]), int(meta.get("iteration_in_epoch", 0))
+            epoch_stats = meta.get("epoch_stats") if start_iter else None  # the interrupted epoch's sums so far
             if meta.get("niter_per_ep") not in (None, parts.niter_per_ep):
                 logger.warning(
                     "iterations per epoch changed (%s -> %d): schedules recomputed, epoch restarted",
                     meta["niter_per_ep"],
                     parts.niter_per_ep,
                 )
-                start_iter = 0
+                start_iter, epoch_stats = 0, None
             if "rng_state" in meta:
                 set_rng_state(meta["rng_state"])
             if main:
@@ -189,9 +190,11 @@ def train(cfg: TrainConfig, *, callback: Callable[[dict[str, Any]], None] | None
         )
         last_epoch = None
         for epoch in range(start_epoch, cfg.epochs):
+            resumed = epoch == start_epoch
             last_epoch = _train_one_epoch(
-                parts, cfg, device, info.rank, epoch, start_iter if epoch == start_epoch else 0, run_dir, emit
-            )
+                parts, cfg, device, info.rank, epoch, start_iter if resumed else 0, run_dir, emit,
+                epoch_stats if resumed else None,
+            )  # fmt: skip
             state = _checkpoint_state(parts, cfg, epoch + 1, 0)
             if main:
                 save_checkpoint(state, run_dir, epoch, cfg.saveckp_freq)
@@ -236,7 +239,10 @@ def _train_one_epoch(
     start_iter: int,
     run_dir: Path,
     emit: Callable[[dict[str, Any]], None],
+    epoch_stats: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """One epoch from ``start_iter``; ``epoch_stats`` (sums and step count of the iterations run before a mid-epoch
+    resume) make the epoch's means cover all its iterations."""
     parts.dataset.set_epoch(epoch)
     parts.sampler.set_epoch(epoch, start_iter)
     indices = parts.sampler.epoch_indices()
@@ -244,7 +250,8 @@ def _train_one_epoch(
     world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
     parts.student_ddp.train()
     parts.teacher.train()  # never eval: BN teachers use batch statistics, as in the reference (§12)
-    sums: dict[str, float] = {}
+    sums: dict[str, float] = dict((epoch_stats or {}).get("sums", {}))
+    n_before = int((epoch_stats or {}).get("steps", 0))
     n_steps, t_epoch, t_wait = 0, time.perf_counter(), 0.0
     t_last = time.perf_counter()
     for i, (crops, _) in enumerate(make_loader(parts, cfg, device, epoch), start=start_iter):
@@ -261,11 +268,16 @@ def _train_one_epoch(
                 teacher_out = parts.teacher(crops[:2])  # (2B, K)
             student_out = parts.student_ddp(crops)  # (ncrops B, K)
         loss = parts.dino_loss(student_out, teacher_out, epoch)  # fp32; updates the center afterwards
-        loss_all = loss.detach().clone()
+        # loss and loss statistics averaged over the ranks in one collective: a NaN on any rank stops every rank
+        # at the same step, and teacher_entropy is the global batch's (equal local batches)
+        names = sorted(parts.dino_loss.last_stats)
+        stat_values = [parts.dino_loss.last_stats[k].detach().float().reshape(()).to(loss.device) for k in names]
+        packed = torch.stack([loss.detach().float().reshape(()), *stat_values])
         if world > 1:
-            torch.distributed.all_reduce(loss_all)  # a NaN on any rank stops every rank at the same step
-            loss_all /= world
-        loss_value = float(loss_all)
+            torch.distributed.all_reduce(packed)
+            packed /= world
+        loss_value = float(packed[0])
+        global_stats = dict(zip(names, packed[1:].tolist()))
         if not math.isfinite(loss_value):
             _nonfinite(parts, cfg, run_dir, rank, epoch, it, loss_value, indices[i * bs : (i + 1) * bs])
         parts.optimizer.zero_grad(set_to_none=True)
@@ -288,7 +300,7 @@ def _train_one_epoch(
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         t_last = time.perf_counter()
-        stats = {k: float(v) for k, v in parts.dino_loss.last_stats.items()}
+        stats = {k: float(v) for k, v in global_stats.items()}
         step = {
             "loss": loss_value,
             "lr": float(parts.lr_schedule[it]),
@@ -309,9 +321,10 @@ def _train_one_epoch(
             emit(rec)
         if cfg.checkpoint_every_iters and done % cfg.checkpoint_every_iters == 0 and done < niter:
             state = _checkpoint_state(parts, cfg, epoch, done)
+            state["epoch_stats"] = {"sums": dict(sums), "steps": n_before + n_steps}
             if rank == 0:
                 save_checkpoint(state, run_dir, None, 0)
-    mean = {k: v / max(n_steps, 1) for k, v in sums.items()}
+    mean = {k: v / max(n_before + n_steps, 1) for k, v in sums.items()}
     elapsed = time.perf_counter() - t_epoch
     return {
         "type": "epoch",
@@ -325,6 +338,6 @@ def _train_one_epoch(
         "center_norm": mean.get("center_norm"),
         "ln_k": cfg.ln_k,
         "images_per_s": bs * world * n_steps / max(elapsed, 1e-9),
-        "iterations": n_steps,
+        "iterations": n_before + n_steps,
         "seconds": elapsed,
     }
