@@ -66,6 +66,9 @@ INPUT_KEYS = (
 )
 
 
+_BOOL_WORDS = {"true", "false", "yes", "no", "on", "off", "1", "0"}
+
+
 @dataclass
 class ParsedArgs:
     """A twin's command line, split into its parts."""
@@ -113,11 +116,11 @@ def parse_args(argv: Sequence[str], bool_keys: Sequence[str] = ()) -> ParsedArgs
             if "=" in body:
                 key, value = body.split("=", 1)
                 out.overrides.append(f"{_norm_key(key)}={value}")
+            elif _norm_key(body) in bool_keys and (i + 1 >= len(args) or args[i + 1].lower() not in _BOOL_WORDS):
+                out.overrides.append(f"{_norm_key(body)}=true")  # a bare flag
             elif i + 1 < len(args) and not args[i + 1].startswith("--"):
                 i += 1
                 out.overrides.append(f"{_norm_key(body)}={args[i]}")
-            elif _norm_key(body) in bool_keys:
-                out.overrides.append(f"{_norm_key(body)}=true")
             else:
                 raise _cli_error(f"{arg} needs a value: {arg} VALUE, {arg}=VALUE or {body}=VALUE")
         elif "=" in arg and not arg.startswith("-"):

@@ -76,27 +76,22 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 
 def _open(path: Path) -> Image.Image:
+    """``Image.open`` (header only) with the pixel limit checked here, so the message can say how to raise it."""
     limit = max_image_pixels()
-    previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, limit
+    previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # reading the header decodes nothing
     try:
         img = Image.open(path)
-        if limit is not None and img.width * img.height > limit:  # Pillow only warns up to twice its limit
-            size = f"{img.width} x {img.height} = {img.width * img.height} pixels"
-            img.close()
-            raise ImageReadError(
-                f"{path}: image is too large ({size}, limit {limit}); if the file is trusted raise the limit with "
-                f"{_MAX_PIXELS_VAR}=<pixels> (0 = no limit), or downscale it",
-                path,
-            )
-        return img
-    except Image.DecompressionBombError as err:
-        raise ImageReadError(
-            f"{path}: image is too large ({err}); if the file is trusted raise the limit with "
-            f"{_MAX_PIXELS_VAR}=<pixels> (0 = no limit), or downscale it",
-            path,
-        ) from None
     finally:
         Image.MAX_IMAGE_PIXELS = previous
+    if limit is not None and img.width * img.height > limit:
+        size = f"{img.width} x {img.height} = {img.width * img.height} pixels"
+        img.close()
+        raise ImageReadError(
+            f"{path}: image is too large ({size}, limit {limit}); if the file is trusted raise the limit with "
+            f"{_MAX_PIXELS_VAR}=<pixels> (0 = no limit), or downscale it",
+            path,
+        )
+    return img
 
 
 def load_rgb(path: str | Path) -> Image.Image:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from dino_lib.config import run_metadata, to_dict
+from dino_lib.data.decode import check_images
 from dino_lib.propagation import outputs, policies
 from dino_lib.propagation.backbones import FeatureExtractor, build_extractor
 from dino_lib.propagation.config import PropagationConfig
@@ -322,11 +323,18 @@ def propagate(
         )
     device = resolve_device(cfg.device)
     out_root = Path(cfg.output_dir)
+    frames = []
     for video in videos:  # fail before any work on a bad frame size or a missing keyframe label
         check_frame_sizes(video, cfg.frame_size_mismatch)  # type: ignore[arg-type]
         n = len(video.frames) if cfg.max_frames is None else min(len(video.frames), cfg.max_frames)
         for k in policies.keyframes(cfg, n):
             video.label_path(k)
+        frames += video.frames[:n]
+    bad, reasons = check_images(frames)  # decode the frames (up to a budget; the rest are decoded when used)
+    if bad:
+        raise PropagationInputError(
+            f"{len(bad)} of {len(frames)} frames cannot be read:\n  " + "\n  ".join(reasons[:20]) + "\nreplace them"
+        )
     if on_start is not None:
         on_start()
     return [propagate_video(cfg, v, extractor, out_root, device) for v in videos]
