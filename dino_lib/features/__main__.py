@@ -29,12 +29,19 @@ from dino_lib.utils.io import atomic_torch_save
 
 def extract_images(cfg: FeatureConfig) -> dict[str, Path]:
     """Encode every split of ``cfg.data_path``; returns ``{split: written file}``."""
-    from dino_lib.eval.data import LabelledImageFolder, resolve_path
+    from dino_lib.eval.data import LabelledImageFolder, check_folder_images, resolve_path
     from dino_lib.features.backbone import build_eval_backbone
     from dino_lib.features.cache import cached_extract, dump_reference_features, feature_cache_meta
     from dino_lib.features.extract import resolve_device
     from dino_lib.features.transforms import eval_transform
+    from dino_lib.utils.rundir import mark_started
 
+    root = resolve_path(cfg.data_path)
+    folders, classes = [], None
+    for split in cfg.splits:  # every split is listed and decoded before the model is built
+        folders.append(LabelledImageFolder(root / split, None, classes=classes))
+        classes = folders[-1].classes
+    check_folder_images(folders)
     device = resolve_device(cfg.device)
     model, _ = build_eval_backbone(
         cfg.arch,
@@ -44,7 +51,6 @@ def extract_images(cfg: FeatureConfig) -> dict[str, Path]:
         checkpoint_key=cfg.checkpoint_key,
     )
     transform = eval_transform(cfg.resize, cfg.crop)
-    root = resolve_path(cfg.data_path)
     kwargs = {
         "n_last_blocks": cfg.n_last_blocks,
         "avgpool": cfg.avgpool_patchtokens,
@@ -54,14 +60,6 @@ def extract_images(cfg: FeatureConfig) -> dict[str, Path]:
         "device": device,
         "num_workers": cfg.num_workers,
     }
-    from dino_lib.eval.data import check_folder_images
-    from dino_lib.utils.rundir import mark_started
-
-    folders, classes = [], None
-    for split in cfg.splits:  # every split is listed and decoded before the first feature is computed
-        folders.append(LabelledImageFolder(root / split, None, classes=classes))
-        classes = folders[-1].classes
-    check_folder_images(folders)
     mark_started(cfg.output_dir)
     written, results, classes = {}, {}, None
     main_rank = not dist.is_initialized() or dist.get_rank() == 0

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from dino_lib.config import ConfigError, param, save_run_config
+from dino_lib.data.decode import check_images
 from dino_lib.hierarchical.dataset import RegionDataError, check_region_tensor, load_feature_file
 from dino_lib.hierarchical.encoder import TileEncoder, load_tile_encoder
 from dino_lib.hierarchical.manifest import SCHEMA_VERSION, format_stats, read_manifest, write_manifest
@@ -187,6 +188,13 @@ def extract_regions(cfg: RegionExtractionConfig, encoder: TileEncoder | None = N
     log.info("%d regions: %d to extract here (rank %d/%d), %d already done (%s)", len(sources), len(todo), rank,
              world, len(rows), out)  # fmt: skip
     part = out / ("manifest.csv" if world == 1 else f"manifest.rank{rank}.csv")
+    files = [f for src in todo for f in src.files]
+    bad, reasons = check_images(files)  # decode before any work (up to a budget; the rest when read)
+    if bad:
+        raise RegionDataError(
+            f"{len(bad)} of {len(files)} region images cannot be read:\n  " + "\n  ".join(reasons[:20])
+            + "\nreplace them, or remove them from the input folder"
+        )  # fmt: skip
     if rank == 0:
         save_run_config(cfg, out)
     use_autocast = cfg.precision != "fp32" and (device.type == "cuda" or cfg.precision == "bf16")

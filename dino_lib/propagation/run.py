@@ -34,7 +34,7 @@ from dino_lib.propagation.io import (
 )
 from dino_lib.propagation.labels import encode_labels
 from dino_lib.propagation.parity import davis_geometry, parity_decode
-from dino_lib.propagation.video import VideoLabels
+from dino_lib.propagation.video import VideoLabels, check_first_label
 
 __all__ = ["RunResult", "propagate", "propagate_video", "list_videos", "extractor_from_config", "summary"]
 
@@ -327,8 +327,11 @@ def propagate(
     for video in videos:  # fail before any work on a bad frame size or a missing keyframe label
         check_frame_sizes(video, cfg.frame_size_mismatch)  # type: ignore[arg-type]
         n = len(video.frames) if cfg.max_frames is None else min(len(video.frames), cfg.max_frames)
-        for k in policies.keyframes(cfg, n):
+        keyframes = policies.keyframes(cfg, n)
+        for k in keyframes:
             video.label_path(k)
+        if keyframes:
+            check_first_label(cfg, video, keyframes[0])
         frames += video.frames[:n]
     bad, reasons = check_images(frames)  # decode the frames (up to a budget; the rest are decoded when used)
     if bad:
