@@ -43,6 +43,7 @@ __all__ = [
     "run_folder",
     "entry",
     "format_error",
+    "notebook_errors",
 ]
 
 T = TypeVar("T")
@@ -326,13 +327,13 @@ def run_folder(cfg: Any, key: str = "output_dir") -> Any:
 _USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError)
 
 
-def format_error(prog: str, err: BaseException) -> str:
+def format_error(prog: str, err: BaseException, hint: str = f"run with --debug or {DEBUG_ENV}=1") -> str:
     """One message: the program, the error (which names its source) and how to see the traceback."""
     text = str(err).strip() or type(err).__name__
     if isinstance(err, OSError) and err.filename is not None and str(err.filename) not in text:
         text = f"{err.filename}: {text}"
     kind = "config error" if isinstance(err, ConfigError) else "error"
-    return f"{prog}: {kind}: {text}\n(run with --debug or {DEBUG_ENV}=1 for the full traceback)"
+    return f"{prog}: {kind}: {text}\n({hint} for the full traceback)"
 
 
 def entry(main: Callable[[list[str]], Any], prog: str, argv: Sequence[str] | None = None) -> int:
@@ -370,3 +371,31 @@ def _is_user_error(err: BaseException) -> bool:
     from dino_lib.train.loop import NonFiniteLossError
 
     return isinstance(err, NonFiniteLossError)
+
+
+def notebook_errors() -> bool:
+    """In IPython/Jupyter, show config and input errors as the same one message as the command line.
+
+    Installs an IPython exception handler (the cell still fails, so papermill and nbval see the error); other
+    errors keep their traceback, and ``DINO_LIB_DEBUG=1`` keeps every traceback. Called by the notebook config
+    helpers; returns whether a handler was installed (False outside IPython).
+    """
+    if _debug_requested([]):
+        return False
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython is a dependency of the notebooks
+        return False
+    shell = get_ipython()
+    if shell is None:
+        return False
+
+    def handler(ip: Any, etype: type, value: BaseException, tb: Any, tb_offset: int | None = None) -> list[str]:
+        if not _is_user_error(value):
+            return ip.InteractiveTB.structured_traceback(etype, value, tb, tb_offset=tb_offset)
+        message = format_error("dino_lib", value, hint=f"set {DEBUG_ENV}=1 before starting Jupyter")
+        print(message, file=sys.stderr)
+        return [message]
+
+    shell.set_custom_exc(_USER_ERRORS + (RuntimeError,), handler)
+    return True

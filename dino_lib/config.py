@@ -223,7 +223,9 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, *, prefix: str = "",
             try:
                 value = _check_value(data[name], hints[name], key)
             except ConfigError as err:
-                raise _with_key(err, key) from None
+                located = ConfigError(f"{err}{where}") if where else err
+                located.key = err.key
+                raise _with_key(located, key) from None
         elif fld.default is not dataclasses.MISSING:
             value = fld.default
         elif fld.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
@@ -306,15 +308,23 @@ def load_config(
     path: str | Path | None = None,
     overrides: Iterable[str] | Mapping[str, Any] = (),
 ) -> T:
-    """Load ``cls`` from a YAML file (optional) plus overrides (``key=value`` strings or a mapping)."""
+    """Load ``cls`` from a YAML file (optional) plus overrides (``key=value`` strings or a mapping).
+
+    A mapping of overrides is what the notebooks pass (their parameter variables): errors then name them, and in
+    IPython they are shown as one message like on the command line (:func:`dino_lib.cli.notebook_errors`).
+    """
+    from_mapping = isinstance(overrides, Mapping)
+    if from_mapping:
+        from dino_lib.cli import notebook_errors
+
+        notebook_errors()
     data = read_yaml(path) if path is not None else {}
     data.pop("_meta", None)  # written by save_run_config; a run's config.yaml can be reloaded as is
-    from_mapping = isinstance(overrides, Mapping)
     delta = dict(overrides) if isinstance(overrides, Mapping) else parse_overrides(overrides)
     try:
         return from_dict(cls, _merge(data, delta))
     except ConfigError as err:
-        raise locate_error(err, path, delta, where="overrides" if from_mapping else "command line") from None
+        raise locate_error(err, path, delta, where="notebook parameters" if from_mapping else "command line") from None
 
 
 def locate_error(

@@ -148,3 +148,22 @@ def test_help_of_the_real_command_has_the_right_program_name(tmp_path):
     proc = _run("train", ["--help"], tmp_path)
     assert proc.returncode == 0 and proc.stdout.startswith("usage: python -m dino_lib.train ")
     assert "__main__" not in proc.stdout
+
+
+def test_notebook_errors_show_one_message_and_still_fail_the_cell(monkeypatch, capsys):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    monkeypatch.delenv("DINO_LIB_DEBUG", raising=False)
+    shell = InteractiveShell.instance()
+    try:
+        shell.run_cell("from dino_lib.config import load_config\nfrom dino_lib.eval.config import EvalConfig")
+        result = shell.run_cell("load_config(EvalConfig, None, {'temperature': -1.0})")  # installs the handler
+        assert result.error_in_exec is not None  # the cell fails (papermill stops there)
+        captured = capsys.readouterr()
+        assert "dino_lib: config error: notebook parameters: temperature: must be > 0" in captured.err
+        assert "Traceback" not in captured.out + captured.err
+        result = shell.run_cell("[][1]")  # not a config or input error: the usual traceback
+        assert isinstance(result.error_in_exec, IndexError)
+    finally:
+        shell.set_custom_exc((), None)
+        InteractiveShell.clear_instance()

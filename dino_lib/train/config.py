@@ -152,8 +152,10 @@ def config_from_params(namespace: dict, **extra: object) -> TrainConfig:
     """Build a validated TrainConfig from the notebook's parameter variables (keys that are TrainConfig fields)."""
     import dataclasses
 
+    from dino_lib.cli import notebook_errors
     from dino_lib.config import from_dict
 
+    notebook_errors()  # config and input errors in the notebook: one message, as on the command line
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     data = {k: v for k, v in namespace.items() if k in names}
     data.update(extra)
