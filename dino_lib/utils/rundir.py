@@ -168,6 +168,8 @@ class RunFolder:
         self._cleanup(failed=exc_type is not None and not self.started)
 
     def _cleanup(self, failed: bool) -> None:
+        if not self.lock:  # a non-zero rank: the folder belongs to rank 0, which cleans up after a failed start
+            return
         if self._fd is not None:
             with contextlib.suppress(OSError):
                 (self.path / LOCK_NAME).unlink()

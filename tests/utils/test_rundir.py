@@ -90,3 +90,12 @@ def test_mark_started_only_affects_its_own_folder(tmp_path):
         mark_started(a)
         raise ValueError("boom")
     assert (a / "x").is_file() and not b.exists()
+
+
+def test_unlocked_guard_of_another_rank_never_removes_anything(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(ValueError), RunFolder(out, lock=False):
+        out.mkdir()
+        (out / "rank0_output.pt").write_text("x")
+        raise ValueError("rank 1 failed")
+    assert (out / "rank0_output.pt").is_file()
