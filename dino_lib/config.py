@@ -14,7 +14,6 @@ the git commit and the torch version are written into the run directory by :func
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import difflib
 import re
@@ -43,6 +42,7 @@ __all__ = [
     "run_metadata",
     "cli_config",
     "requested_task",
+    "locate_error",
 ]
 
 
@@ -62,7 +62,18 @@ def _yaml_load(text: str) -> Any:
 
 
 class ConfigError(ValueError):
-    """A configuration value or file is invalid; the message names the key, the allowed values and the fix."""
+    """A configuration value or file is invalid; the message names the key, the allowed values and the fix.
+
+    ``key`` is the dotted key at fault when one is (used to say whether the YAML file or the command line set it).
+    """
+
+    key: str | None = None
+
+
+def _with_key(err: ConfigError, key: str) -> ConfigError:
+    if err.key is None:
+        err.key = key
+    return err
 
 
 def param(
@@ -147,6 +158,11 @@ def _check_value(value: Any, tp: Any, key: str) -> Any:
             return value
         if isinstance(value, Path):
             return str(value)
+        if isinstance(value, bool):
+            raise ConfigError(
+                f"{key}: expected a string, found {str(value).lower()} (YAML reads unquoted off/on/no/yes/false/true "
+                f"as a boolean); quote the value, e.g. {key.rsplit('.', 1)[-1]}: 'off'"
+            )
         raise ConfigError(f"{key}: expected a string, found {value!r} ({type(value).__name__})")
     if isinstance(tp, type) and isinstance(value, tp):
         return value
@@ -196,25 +212,33 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, *, prefix: str = "",
             close = difflib.get_close_matches(str(k), list(known), n=1, cutoff=0.6)
             hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
             msgs.append(f"'{prefix}{k}'{hint}")
-        raise ConfigError(
-            f"unknown key{'s' if len(msgs) > 1 else ''} {', '.join(msgs)}{where}; "
-            f"allowed keys for {cls.__name__}: {', '.join(prefix + n for n in known)}"
+        raise _with_key(
+            ConfigError(
+                f"unknown key{'s' if len(msgs) > 1 else ''} {', '.join(msgs)}{where}; "
+                f"allowed keys for {cls.__name__}: {', '.join(prefix + n for n in known)}"
+            ),
+            f"{prefix}{unknown[0]}",
         )
     kwargs: dict[str, Any] = {}
     for name, fld in known.items():
         key = prefix + name
         if name in data:
-            value = _check_value(data[name], hints[name], key)
+            try:
+                value = _check_value(data[name], hints[name], key)
+            except ConfigError as err:
+                located = ConfigError(f"{err}{where}") if where else err
+                located.key = err.key
+                raise _with_key(located, key) from None
         elif fld.default is not dataclasses.MISSING:
             value = fld.default
         elif fld.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
             value = fld.default_factory()  # type: ignore[misc]
         else:
-            raise ConfigError(f"missing required key '{key}'{where}")
+            raise _with_key(ConfigError(f"missing required key '{key}'{where}"), key)
         try:
             _check_bounds(value, fld.metadata, key)
         except ConfigError as err:
-            raise ConfigError(f"{err}{where}") from None
+            raise _with_key(ConfigError(f"{err}{where}"), key) from None
         kwargs[name] = value
     obj = cls(**kwargs)
     validate = getattr(obj, "validate", None)
@@ -318,11 +342,53 @@ def load_config(
     path: str | Path | None = None,
     overrides: Iterable[str] | Mapping[str, Any] = (),
 ) -> T:
-    """Load ``cls`` from a YAML file (optional) plus overrides (``key=value`` strings or a mapping)."""
+    """Load ``cls`` from a YAML file (optional) plus overrides (``key=value`` strings or a mapping).
+
+    A mapping of overrides is what the notebooks pass (their parameter variables): errors then name them, and in
+    IPython they are shown as one message like on the command line (:func:`dino_lib.cli.notebook_errors`).
+    """
+    from_mapping = isinstance(overrides, Mapping)
+    if from_mapping:
+        from dino_lib.cli import notebook_errors
+
+        notebook_errors()
     data = read_yaml(path) if path is not None else {}
     data.pop("_meta", None)  # written by save_run_config; a run's config.yaml can be reloaded as is
     delta = dict(overrides) if isinstance(overrides, Mapping) else parse_overrides(overrides)
-    return from_dict(cls, _merge(data, delta), source=str(path) if path is not None else "")
+    try:
+        return from_dict(cls, _merge(data, delta))
+    except ConfigError as err:
+        raise locate_error(err, path, delta, where="notebook parameters" if from_mapping else "command line") from None
+
+
+def locate_error(
+    err: ConfigError, path: str | Path | None, delta: Mapping[str, Any], where: str = "command line"
+) -> ConfigError:
+    """``err`` prefixed with its source: the YAML file, or ``where`` (the overrides) when they set the key.
+
+    So ``epochs=-1`` on the command line is blamed on the command line, never on the file it overrides.
+    """
+    if err.key is not None and _sets_key(delta, err.key):
+        source = where
+    elif err.key is not None or not delta:
+        source = str(path) if path is not None else "defaults"
+    else:  # a check across keys: both may be at fault
+        source = f"{path} with the {where}" if path is not None else where
+    located = type(err)(f"{source}: {err}")
+    located.key = err.key
+    return located
+
+
+def _sets_key(delta: Mapping[str, Any], key: str) -> bool:
+    """Whether the nested override mapping ``delta`` sets dotted ``key`` (or a mapping above it)."""
+    node: Any = delta
+    for part in re.sub(r"\[\d+\]", "", key).split("."):
+        if not isinstance(node, Mapping):
+            return True  # the override replaced a whole value above this key
+        if part not in node:
+            return False
+        node = node[part]
+    return True
 
 
 def _git_commit() -> str | None:
@@ -353,8 +419,15 @@ def run_metadata() -> dict[str, Any]:
 
 
 def save_run_config(cfg: Any, run_dir: str | Path, name: str = "config.yaml") -> Path:
-    """Write the resolved config plus run metadata (under ``_meta``) atomically into ``run_dir``."""
+    """Write the resolved config plus run metadata (under ``_meta``) atomically into ``run_dir``.
+
+    Call it when the run starts its real work (after its inputs were checked): it also marks the run as started
+    for :class:`dino_lib.utils.rundir.RunFolder`, so a failure before this point leaves no files behind.
+    """
+    from dino_lib.utils.rundir import mark_started
+
     run_dir = Path(run_dir)
+    mark_started(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     payload = to_dict(cfg)
     payload["_meta"] = run_metadata()
@@ -364,26 +437,14 @@ def save_run_config(cfg: Any, run_dir: str | Path, name: str = "config.yaml") ->
 
 
 def requested_task(argv: Sequence[str]) -> str | None:
-    """The ``task`` key of a command line ``--config FILE [key=value ...]`` (overrides win), before full parsing.
+    """The ``task`` a twin's command line asks for (see :func:`dino_lib.cli.requested_task`)."""
+    from dino_lib.cli import requested_task as _requested_task
 
-    Command-line twins that serve several configs (``dino_lib.features``: images or ``regions``;
-    ``dino_lib.attention``: maps or ``hipt``) use it to pick the config class to validate against.
-    """
-    args = list(argv)
-    task = None
-    for i, arg in enumerate(args):
-        if arg == "--config" and i + 1 < len(args):
-            task = read_yaml(args[i + 1]).get("task")
-        elif arg.startswith("--config="):
-            task = read_yaml(arg.split("=", 1)[1]).get("task")
-    overrides = [a for a in args if "=" in a and not a.startswith("-")]
-    return parse_overrides(overrides).get("task", task)
+    return _requested_task(argv)
 
 
 def cli_config(cls: type[T], argv: Sequence[str] | None = None, description: str = "") -> T:
-    """Parse ``--config FILE [key=value ...]`` for a command-line twin and return the validated config."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--config", type=Path, default=None, help="YAML file with the parameters")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides (dotted keys for nested values)")
-    args = parser.parse_args(argv)
-    return load_config(cls, args.config, args.overrides)
+    """Parse a twin's command line into a validated ``cls`` (see :func:`dino_lib.cli.parse_config`)."""
+    from dino_lib.cli import parse_config
+
+    return parse_config(cls, argv, description=description)

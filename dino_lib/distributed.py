@@ -7,6 +7,7 @@ from dino_lib.runtime import (
     all_reduce_mean,
     barrier,
     destroy_distributed,
+    exit_with_launcher,
     get_rank,
     get_world_size,
     init_distributed,
@@ -14,6 +15,7 @@ from dino_lib.runtime import (
     is_main_process,
     resolve_device,
 )
+from dino_lib.runtime import env_rank as launch_rank
 
 __all__ = [
     "DistInfo",
@@ -26,4 +28,6 @@ __all__ = [
     "all_reduce_mean",
     "barrier",
     "resolve_device",
+    "launch_rank",
+    "exit_with_launcher",
 ]

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dino_lib.config import cli_config, from_dict, to_dict
+from dino_lib.config import from_dict, to_dict
 from dino_lib.train.config import TrainConfig
 from dino_lib.train.monitors import read_log
 from dino_lib.utils.io import atomic_write_text
@@ -293,10 +293,15 @@ def launch(
 def main(argv: list[str] | None = None) -> int:
     """``python -m dino_lib.launch --config FILE [key=value ...]``."""
     logging.basicConfig(level=logging.INFO)
-    cfg = cli_config(TrainConfig, argv, description="launch DINO pretraining (local, torchrun or Slurm)")
+    from dino_lib.cli import parse_config
+
+    cfg = parse_config(TrainConfig, argv, prog="python -m dino_lib.launch",
+                       description="launch DINO pretraining (local, torchrun or Slurm)")  # fmt: skip
     launch(cfg, echo=True)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from dino_lib.cli import entry
+
+    sys.exit(entry(main, "python -m dino_lib.launch"))

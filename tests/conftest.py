@@ -86,3 +86,61 @@ def make_labelled_folder(
 @pytest.fixture(scope="session")
 def labelled_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_labelled_folder(tmp_path_factory.mktemp("labelled"))
+
+
+# ----------------------------------------------------------------------------------------- command-line twins
+def run_twin_main(tool: str, argv: list[str]) -> int:
+    """``python -m dino_lib.<tool> ARGV`` in this process, through the same ``entry`` as the real command."""
+    import importlib
+
+    from dino_lib.cli import entry
+
+    module = importlib.import_module(f"dino_lib.{tool}.__main__")
+    return entry(module.main, module.PROG, argv)
+
+
+@pytest.fixture()
+def twin(capsys: pytest.CaptureFixture[str]):
+    """Run a twin in-process and return ``(exit code, stderr)``."""
+
+    def run(tool: str, *argv: str) -> tuple[int, str]:
+        code = run_twin_main(tool, [str(a) for a in argv])
+        return code, capsys.readouterr().err
+
+    return run
+
+
+def _truncated_jpeg(path: Path, size: int = 64) -> Path:
+    """A real JPEG cut in half (Pillow reads its header but fails to decode it: 'image file is truncated')."""
+    import io
+
+    from skimage import data
+
+    buffer = io.BytesIO()
+    Image.fromarray(data.astronaut()[:size, :size]).save(buffer, format="JPEG")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    return path
+
+
+def _assert_clean_failure(code: int, err: str, *fragments: str, out: Path | None = None, before: set | None = None):
+    """Exit code 2, one message without a traceback naming every fragment, nothing left in ``out``."""
+    assert code == 2, err
+    assert "Traceback" not in err, err
+    for fragment in fragments:
+        assert fragment in err, f"{fragment!r} not in: {err}"
+    if out is not None:
+        left = set(p.name for p in out.iterdir()) if out.exists() else set()
+        assert left == (before or set()), f"left in {out}: {sorted(left - (before or set()))}"
+
+
+@pytest.fixture()
+def truncated_jpeg():
+    """``make(path)`` writes a truncated JPEG at ``path``."""
+    return _truncated_jpeg
+
+
+@pytest.fixture()
+def clean_failure():
+    """``check(code, err, *fragments, out=..., before=...)``: exit 2, no traceback, fragments named, nothing left."""
+    return _assert_clean_failure

@@ -52,7 +52,7 @@ def test_defaults_and_file_values(tmp_path: Path) -> None:
 
 
 def test_unknown_key_suggests_the_close_one(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"unknown key 'epoch' \(did you mean 'epochs'\?\) in .*c\.yaml"):
+    with pytest.raises(ConfigError, match=r"c\.yaml: unknown key 'epoch' \(did you mean 'epochs'\?\)"):
         load_config(Cfg, write(tmp_path / "c.yaml", {"epoch": 3}))
     with pytest.raises(ConfigError, match=r"'optim\.lrr' \(did you mean 'optim\.lr'\?\)"):
         load_config(Cfg, None, ["optim.lrr=0.1"])

@@ -132,3 +132,56 @@ def test_dead_worker_fails_the_job_promptly(tmp_path):
     proc = subprocess.run(cmd, env=dict(_env(), FAULT_RANK="1"), capture_output=True, text=True, timeout=240, cwd=REPO)
     assert proc.returncode != 0
     assert time.monotonic() - start < 120
+
+
+def test_resolve_device_is_the_one_device_check(monkeypatch):
+    from dino_lib.config import ConfigError
+    from dino_lib.distributed import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device(torch.device("cpu")) == torch.device("cpu")
+    for bad in ("tpu", "cpu:1", "cuda:x", "gpu"):
+        with pytest.raises(ConfigError, match=r"device: expected auto, cpu, cuda or cuda:N") as info:
+            resolve_device(bad)
+        assert info.value.key == "device"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the answer on a machine without a GPU
+    assert resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(ConfigError, match=r"device: 'cuda:1' requested but CUDA is not usable .* use device: cpu"):
+        resolve_device("cuda:1")
+
+
+def test_torchrun_workers_exit_when_the_launcher_is_killed(tmp_path):
+    """A worker started with TORCHELASTIC_RUN_ID dies with its parent (here a stand-in for a kill -9'd torchrun)."""
+    pid_file = tmp_path / "child.pid"
+    child = (
+        "import os, time, pathlib; from dino_lib.distributed import exit_with_launcher; exit_with_launcher(); "
+        f"pathlib.Path({str(pid_file)!r}).write_text(str(os.getpid())); time.sleep(120)"
+    )
+    parent = (
+        "import os, subprocess, sys, time; "
+        f"subprocess.Popen([sys.executable, '-c', {child!r}], env={{**os.environ, 'TORCHELASTIC_RUN_ID': 't'}}); "
+        "time.sleep(120)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-c", parent], env=env)
+    try:
+        deadline = time.time() + 120
+        while not pid_file.exists() or not pid_file.read_text():
+            assert time.time() < deadline and proc.poll() is None
+            time.sleep(0.2)
+        child_pid = int(pid_file.read_text())
+        proc.kill()  # SIGKILL: the parent gets no chance to stop its child
+        proc.wait()
+        deadline = time.time() + 20
+        while Path(f"/proc/{child_pid}").exists() and "zombie" not in _state(child_pid):
+            assert time.time() < deadline, "the worker outlived its launcher"
+            time.sleep(0.2)
+    finally:
+        proc.kill()
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:", 1)[1].split("\n", 1)[0].lower()
+    except (OSError, IndexError):
+        return "zombie"

@@ -19,7 +19,10 @@ import sys
 
 from dino_lib.attention.config import AttentionConfig
 from dino_lib.attention.pipeline import run_attention
-from dino_lib.config import cli_config, requested_task
+from dino_lib.cli import entry, parse_config, requested_task, run_folder
+
+PROG = "python -m dino_lib.attention"
+_EPILOG = "With task=hipt (or task: hipt in the file) the keys are those of HIPTHeatmapConfig: see task=hipt --help."
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -28,17 +31,19 @@ def main(argv: list[str] | None = None) -> dict:
     if requested_task(argv) == "hipt":
         from dino_lib.hierarchical.heatmaps_run import HIPTHeatmapConfig, run_hipt_heatmaps
 
-        hipt_cfg = cli_config(HIPTHeatmapConfig, argv, description=__doc__ or "")
-        maps, _ = run_hipt_heatmaps(hipt_cfg)
+        hipt_cfg = parse_config(HIPTHeatmapConfig, argv, prog=PROG, description=__doc__ or "")
+        with run_folder(hipt_cfg):
+            maps, _ = run_hipt_heatmaps(hipt_cfg)
         summary = {"task": "hipt", "output_dir": hipt_cfg.output_dir, "tile_maps": list(maps.tile_maps.shape),
                    "region_maps": None if maps.region_maps is None else list(maps.region_maps.shape)}  # fmt: skip
         print(json.dumps(summary, indent=2))
         return summary
-    cfg = cli_config(AttentionConfig, argv, description=__doc__ or "")
-    summary = run_attention(cfg)
+    cfg = parse_config(AttentionConfig, argv, prog=PROG, description=__doc__ or "", epilog=_EPILOG)
+    with run_folder(cfg):
+        summary = run_attention(cfg)
     print(json.dumps(summary, indent=2))
     return summary
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(entry(main, PROG))

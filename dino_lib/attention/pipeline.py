@@ -163,8 +163,6 @@ def run_attention(
     from dino_lib.viz.attention import head_grid_figure, mask_figure, save_figure, save_reference_pngs
 
     out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    save_run_config(cfg, out)
     device = resolve_device(cfg.device)
     model = (model or load_model(cfg)).to(device)
     dtype = autocast_dtype(resolve_precision(cfg.precision, device))
@@ -181,6 +179,8 @@ def run_attention(
             batch_size=cfg.batch_size,
             dtype=dtype,
         )
+    out.mkdir(parents=True, exist_ok=True)
+    save_run_config(cfg, out)  # the inputs are read and the model ran: outputs from here on
     summary: dict[str, Any] = {"images": [], "video": None}
     for res in results:
         maps = res.upsampled()  # (heads, H, W)

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from dino_lib.data.decode import load_rgb
 from dino_lib.models.backbones import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["Geometry", "Preprocessing", "IMAGE_SUFFIXES", "list_images", "load_image", "preprocess", "denormalize"]
@@ -82,8 +83,7 @@ def load_image(source: str | Path | Image.Image | np.ndarray) -> Image.Image:
     path = Path(source)
     if not path.is_file():
         raise FileNotFoundError(f"image {path} does not exist (nothing is downloaded; pass a local file)")
-    with Image.open(path) as img:
-        return img.convert("RGB")
+    return load_rgb(path)
 
 
 def _resized_hw(hw: tuple[int, int], image_size: int | Sequence[int] | None) -> tuple[int, int]:

@@ -30,6 +30,7 @@ from PIL import Image
 from dino_lib.attention.extract import attention_maps
 from dino_lib.attention.preprocess import IMAGE_SUFFIXES, Geometry, Preprocessing, preprocess
 from dino_lib.attention.threshold import mass_threshold, to_image_size
+from dino_lib.data.decode import load_rgb
 
 __all__ = ["VideoResult", "video_frames", "video_fps", "attention_video", "VIDEO_SUFFIXES"]
 
@@ -63,8 +64,7 @@ def video_frames(source: str | Path, max_frames: int | None = None) -> Iterator[
         for i, path in enumerate(_frame_files(source)):
             if max_frames is not None and i >= max_frames:
                 return
-            with Image.open(path) as img:
-                yield np.asarray(img.convert("RGB"))
+            yield np.asarray(load_rgb(path))
         return
     if not source.is_file():
         raise FileNotFoundError(f"video input {source} does not exist; pass a video file or a folder of frames")

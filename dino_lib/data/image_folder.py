@@ -22,6 +22,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from dino_lib.data.decode import ImageReadError, check_images, load_rgb
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageDataset", "SeededCrops", "find_images", "CorruptImagesError"]
@@ -61,18 +63,6 @@ def find_images(root: str | Path) -> tuple[list[Path], list[int], list[str]]:
     return files, labels, classes
 
 
-def _readable(path: Path, decode: bool) -> bool:
-    try:
-        with Image.open(path) as img:
-            if decode:
-                img.convert("RGB").load()
-            else:
-                img.verify()
-    except Exception:  # PIL raises many types (OSError, SyntaxError, ValueError, DecompressionBombError...)
-        return False
-    return True
-
-
 class ImageDataset(Dataset):
     """Images of a folder with an optional transform; items are ``(transform(rgb_image), label)``.
 
@@ -97,6 +87,7 @@ class ImageDataset(Dataset):
     ) -> None:
         self.root = Path(root)
         self.transform = transform
+        self.skip_corrupt = skip_corrupt
         files, labels, self.classes = find_images(self.root)
         if not files:
             raise ValueError(
@@ -104,21 +95,20 @@ class ImageDataset(Dataset):
                 "point data_path to a folder of images or of class sub-folders"
             )
         self.skipped: list[Path] = []
-        if check == "auto":
-            check = "decode" if len(files) <= 5000 else "open"
         if check != "off":
-            ok = [_readable(p, decode=check == "decode") for p in files]
-            self.skipped = [p for p, good in zip(files, ok) if not good]
+            limit = {"decode": len(files), "open": 0}.get(check, 5000)  # "auto": decode up to 5000, then headers
+            self.skipped, reasons = check_images(files, decode_limit=limit)
             if self.skipped and not skip_corrupt:
-                shown = "\n  ".join(str(p) for p in self.skipped[:20])
+                shown = "\n  ".join(reasons[:20])
                 more = f"\n  ... and {len(self.skipped) - 20} more" if len(self.skipped) > 20 else ""
                 raise CorruptImagesError(
                     f"{len(self.skipped)} of {len(files)} images in {self.root} cannot be read:\n  {shown}{more}\n"
                     "remove or replace them, or set skip_corrupt_images: true to skip them",
                     self.skipped,
                 )
-            files = [p for p, good in zip(files, ok) if good]
-            labels = [lab for lab, good in zip(labels, ok) if good]
+            bad = set(self.skipped)
+            labels = [lab for p, lab in zip(files, labels) if p not in bad]
+            files = [p for p in files if p not in bad]
             if self.skipped:
                 logger.warning("skipped %d unreadable images in %s", len(self.skipped), self.root)
         if not files:
@@ -133,9 +123,22 @@ class ImageDataset(Dataset):
         return len(self.files)
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
-        with Image.open(self.files[index]) as img:
-            image = img.convert("RGB")
-        return (self.transform(image) if self.transform is not None else image), self.labels[index]
+        """The decoded item; an unreadable file (e.g. truncated, found only now because ``check`` read headers
+        only) is an error naming it, or, with ``skip_corrupt``, replaced by the next readable file (a warning names
+        the file), so that the item stays a deterministic function of ``index``."""
+        for step in range(len(self.files)):
+            i = (index + step) % len(self.files)
+            try:
+                image = load_rgb(self.files[i])
+            except ImageReadError as err:
+                if not self.skip_corrupt:
+                    raise ImageReadError(
+                        f"{err}; or set skip_corrupt_images: true to skip unreadable images", err.path
+                    ) from None
+                logger.warning("skipping unreadable image (replaced by the next one): %s", err)
+                continue
+            return (self.transform(image) if self.transform is not None else image), self.labels[i]
+        raise ImageReadError(f"no readable image left in {self.root}", self.root)
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:

@@ -15,19 +15,22 @@ import json
 import logging
 from collections.abc import Sequence
 
-from dino_lib.config import cli_config
+from dino_lib.cli import entry, parse_config, run_folder
 from dino_lib.eval.config import EvalConfig
 from dino_lib.eval.run import run_evaluation
 from dino_lib.runtime import destroy_distributed, is_main_process, setup_process
 
+PROG = "python -m dino_lib.eval"
+
 
 def main(argv: Sequence[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    cfg = cli_config(EvalConfig, argv, description=__doc__ or "")
+    cfg = parse_config(EvalConfig, argv, prog=PROG, description=__doc__ or "")
     device, _ = setup_process(cfg.device)
     if device.type == "cuda":
         cfg.device = str(device)  # this process's GPU under torchrun
-    summary = run_evaluation(cfg)
+    with run_folder(cfg):
+        summary = run_evaluation(cfg)
     if is_main_process():
         brief = {
             "knn": summary.get("knn"),
@@ -39,4 +42,4 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(entry(main, PROG))

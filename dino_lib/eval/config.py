@@ -87,8 +87,10 @@ class EvalConfig:
 
 def eval_config_from(namespace: dict, overrides: dict | None = None) -> EvalConfig:
     """Validated :class:`EvalConfig` from the notebook's parameter variables (other names are ignored)."""
+    from dino_lib.cli import notebook_errors
     from dino_lib.config import from_dict
 
+    notebook_errors()  # config and input errors in the notebook: one message, as on the command line
     names = {f.name for f in dataclasses.fields(EvalConfig)}
     values = {k: v for k, v in namespace.items() if k in names}
     values.update(overrides or {})

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import Dataset
 
+from dino_lib.data.decode import ImageReadError, load_rgb
 from dino_lib.data.image_folder import IMAGE_EXTENSIONS  # one list of readable image files for every folder reader
 
 __all__ = ["IMAGE_EXTENSIONS", "LabelledImageFolder", "DataError", "resolve_path", "labelled_splits"]
@@ -92,10 +93,9 @@ class LabelledImageFolder(Dataset):
     def load_image(self, index: int) -> Image.Image:
         path = self.samples[index][0]
         try:
-            with Image.open(path) as img:
-                return img.convert("RGB")
-        except (UnidentifiedImageError, OSError, ValueError) as err:
-            raise DataError(f"{path}: cannot read the image ({err}); remove or replace the file") from None
+            return load_rgb(path)
+        except ImageReadError as err:
+            raise DataError(str(err)) from None
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
         image = self.load_image(index)
@@ -123,6 +123,20 @@ class LabelledSplits:
     @property
     def classes(self) -> list[str]:
         return self.train.classes
+
+
+def check_folder_images(folders: Sequence[LabelledImageFolder]) -> None:
+    """Decode the images of ``folders`` before any feature is extracted (within the budget of
+    :func:`dino_lib.data.decode.check_images`), so a bad validation image is reported before hours of training-set
+    extraction, not after. Raises :class:`DataError` listing the unreadable files."""
+    from dino_lib.data.decode import check_images
+
+    files = [p for folder in folders for p, _ in folder.samples]
+    bad, reasons = check_images(files)
+    if bad:
+        shown = "\n  ".join(reasons[:20])
+        more = f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else ""
+        raise DataError(f"{len(bad)} of {len(files)} images cannot be read:\n  {shown}{more}\nremove or replace them")
 
 
 def labelled_splits(

@@ -208,8 +208,15 @@ def run_linear(cfg: EvalConfig, backbone: nn.Module, *, progress: bool = True) -
 
 def run_evaluation(cfg: EvalConfig, *, progress: bool = True) -> dict[str, Any]:
     """Everything ``cfg.task`` asks for; returns ``{"knn": {k: {...}}, "linear": {...}}``."""
+    from dino_lib.eval.data import check_folder_images
+    from dino_lib.utils.rundir import mark_started
+
     torch.manual_seed(cfg.seed)
+    if not cfg.load_features or cfg.task != "knn":
+        splits = labelled_splits(cfg.data_path, None, None)
+        check_folder_images([splits.train, splits.val])
     backbone = load_backbone(cfg)
+    mark_started(cfg.output_dir)  # inputs checked: results written from here on are kept
     summary: dict[str, Any] = {}
     if cfg.task in ("knn", "both"):
         summary["knn"] = run_knn(cfg, backbone, progress=progress).results

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from dino_lib.config import cli_config, requested_task
+from dino_lib.cli import entry, parse_config, requested_task, run_folder
 from dino_lib.features.config import FeatureConfig
 from dino_lib.runtime import is_main_process, setup_process
 from dino_lib.utils.io import atomic_torch_save
@@ -28,12 +28,19 @@ from dino_lib.utils.io import atomic_torch_save
 
 def extract_images(cfg: FeatureConfig) -> dict[str, Path]:
     """Encode every split of ``cfg.data_path``; returns ``{split: written file}``."""
-    from dino_lib.eval.data import LabelledImageFolder, resolve_path
+    from dino_lib.eval.data import LabelledImageFolder, check_folder_images, resolve_path
     from dino_lib.features.backbone import build_eval_backbone
     from dino_lib.features.cache import cached_extract, dump_reference_features, feature_cache_meta
     from dino_lib.features.transforms import eval_transform
     from dino_lib.runtime import resolve_device, resolve_precision
+    from dino_lib.utils.rundir import mark_started
 
+    root = resolve_path(cfg.data_path)
+    folders, classes = [], None
+    for split in cfg.splits:  # every split is listed and decoded before the model is built
+        folders.append(LabelledImageFolder(root / split, None, classes=classes))
+        classes = folders[-1].classes
+    check_folder_images(folders)
     device = resolve_device(cfg.device)
     model, _ = build_eval_backbone(
         cfg.arch,
@@ -43,7 +50,6 @@ def extract_images(cfg: FeatureConfig) -> dict[str, Path]:
         checkpoint_key=cfg.checkpoint_key,
     )
     transform = eval_transform(cfg.resize, cfg.crop)
-    root = resolve_path(cfg.data_path)
     kwargs = {
         "n_last_blocks": cfg.n_last_blocks,
         "avgpool": cfg.avgpool_patchtokens,
@@ -53,6 +59,7 @@ def extract_images(cfg: FeatureConfig) -> dict[str, Path]:
         "device": device,
         "num_workers": cfg.num_workers,
     }
+    mark_started(cfg.output_dir)
     written, results, classes = {}, {}, None
     main_rank = is_main_process()
     for split in cfg.splits:
@@ -81,6 +88,11 @@ def extract_images(cfg: FeatureConfig) -> dict[str, Path]:
     return written
 
 
+PROG = "python -m dino_lib.features"
+_EPILOG = "With task=regions (or task: regions in the file) the keys are those of RegionExtractionConfig: see "\
+    "task=regions --help."  # fmt: skip
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Path] | object:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -88,15 +100,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Path] | object:
         from dino_lib.features import regions
 
         return regions.main(argv)
-    cfg = cli_config(FeatureConfig, argv, description=__doc__ or "")
+    cfg = parse_config(FeatureConfig, argv, prog=PROG, description=__doc__ or "", epilog=_EPILOG)
     device, _ = setup_process(cfg.device)
     if device.type == "cuda":
         cfg.device = str(device)  # this process's GPU under torchrun
-    written = extract_images(cfg)
+    with run_folder(cfg):
+        written = extract_images(cfg)
     if is_main_process():
         print(json.dumps({k: str(v) for k, v in written.items()}, indent=1))
     return written
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(entry(main, PROG))

@@ -26,7 +26,8 @@ from typing import Any
 
 import torch
 
-from dino_lib.config import ConfigError, cli_config, param, save_run_config
+from dino_lib.config import ConfigError, param, save_run_config
+from dino_lib.data.decode import check_images
 from dino_lib.hierarchical.dataset import RegionDataError, check_region_tensor, load_feature_file
 from dino_lib.hierarchical.encoder import TileEncoder, load_tile_encoder
 from dino_lib.hierarchical.manifest import SCHEMA_VERSION, format_stats, read_manifest, write_manifest
@@ -173,6 +174,13 @@ def extract_regions(cfg: RegionExtractionConfig, encoder: TileEncoder | None = N
     log.info("%d regions: %d to extract here (rank %d/%d), %d already done (%s)", len(sources), len(todo), rank,
              world, len(rows), out)  # fmt: skip
     part = out / ("manifest.csv" if world == 1 else f"manifest.rank{rank}.csv")
+    files = [f for src in todo for f in src.files]
+    bad, reasons = check_images(files)  # decode before any work (up to a budget; the rest when read)
+    if bad:
+        raise RegionDataError(
+            f"{len(bad)} of {len(files)} region images cannot be read:\n  " + "\n  ".join(reasons[:20])
+            + "\nreplace them, or remove them from the input folder"
+        )  # fmt: skip
     if rank == 0:
         save_run_config(cfg, out)
     precision = resolve_precision(cfg.precision, device)
@@ -261,10 +269,14 @@ def main(argv: Sequence[str] | None = None) -> ExtractionResult:
     from dino_lib.runtime import destroy_distributed, init_distributed
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    cfg = cli_config(RegionExtractionConfig, argv, description="Extract region tensors [g*g, D] (HIPT stage 2 input)")
+    from dino_lib.cli import parse_config, run_folder
+
+    cfg = parse_config(RegionExtractionConfig, argv, prog="python -m dino_lib.features",
+                       description="Extract region tensors [g*g, D] (HIPT stage 2 input)")  # fmt: skip
     init_distributed(resolve_device(cfg.device))
     try:
-        result = extract_regions(cfg)
+        with run_folder(cfg):
+            result = extract_regions(cfg)
     finally:
         destroy_distributed()
     log.info("wrote %d regions (%d skipped) in %.1fs -> %s", result.written, result.skipped, result.seconds,

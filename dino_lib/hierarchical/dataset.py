@@ -86,6 +86,11 @@ def check_region_tensor(obj: Any, *, g: int, dim: int, name: str, check_finite: 
             f"{name}: {shape[0]} tiles ({found}), {expected}; the configured grid is region_size/tile_size. "
             "Fix g (region_size, tile_size) or drop regions of another size"
         )
+    if not t.is_floating_point():
+        raise RegionDataError(
+            f"{name}: dtype {t.dtype}, expected floating-point features (float16/bfloat16/float32); integer or "
+            "boolean tensors are not embeddings (wrong file, or labels saved instead of features): re-extract"
+        )
     if check_finite and not bool(torch.isfinite(t).all()):
         bad = int((~torch.isfinite(t)).sum())
         raise RegionDataError(f"{name}: {bad} non-finite values (NaN/Inf); re-extract this region or exclude it")

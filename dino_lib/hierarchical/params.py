@@ -15,5 +15,8 @@ T = TypeVar("T")
 
 def config_from_namespace(cls: type[T], namespace: Mapping[str, Any]) -> T:
     """``cls`` from the entries of ``namespace`` (e.g. ``globals()``) named like its fields; others are ignored."""
+    from dino_lib.cli import notebook_errors
+
+    notebook_errors()  # config and input errors in the notebook: one message, as on the command line
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    return from_dict(cls, {k: v for k, v in namespace.items() if k in names})
+    return from_dict(cls, {k: v for k, v in namespace.items() if k in names}, source="notebook parameters")

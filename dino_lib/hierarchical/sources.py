@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
+from dino_lib.data.decode import load_rgb
 from dino_lib.hierarchical.tiling import PadMode, fit_region, parse_tile_name, tile_region
 
 __all__ = ["RegionSource", "list_regions", "load_region_tiles", "read_image", "resolve_path"]
@@ -48,8 +48,7 @@ def resolve_path(spec: str | Path) -> Path:
 
 def read_image(path: Path, as_uint8: bool = False) -> torch.Tensor:
     """RGB image -> float ``(3, H, W)`` in [0, 1] (or the raw uint8 values: 4x less memory while queued)."""
-    with Image.open(path) as img:
-        array = np.array(img.convert("RGB"), dtype=np.uint8)
+    array = np.array(load_rgb(path), dtype=np.uint8)
     image = torch.from_numpy(array).permute(2, 0, 1)
     return image if as_uint8 else image.float().div_(255.0)
 

@@ -13,15 +13,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from dino_lib.config import cli_config
+from dino_lib.cli import entry, parse_config, run_folder
 from dino_lib.metrics.config import MetricsConfig
 from dino_lib.metrics.pipeline import run_metrics
+
+PROG = "python -m dino_lib.metrics"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    cfg = cli_config(MetricsConfig, argv, description="Segmentation metrics: semantic IoU family or DAVIS J&F")
-    run = run_metrics(cfg)
+    cfg = parse_config(MetricsConfig, argv, prog=PROG, description=__doc__ or "")
+    with run_folder(cfg):
+        run = run_metrics(cfg)
     import pandas as pd
 
     with pd.option_context("display.width", 160, "display.max_columns", 20):
@@ -39,4 +42,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(entry(main, PROG))

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from PIL import Image
 
+from dino_lib.data.decode import load_rgb
 from dino_lib.metrics import io
 from dino_lib.metrics.io import MetricsInputError
 from dino_lib.metrics.semantic import frame_confusions, frames_since_label
@@ -309,8 +310,7 @@ def load_frame(result: RunResult | DavisResult, stem: str) -> tuple[np.ndarray |
     image_path = find_image(result.image_dir, stem)
     image = None
     if image_path is not None:
-        with Image.open(image_path) as im:
-            image = np.asarray(im.convert("RGB"))
+        image = np.asarray(load_rgb(image_path))
         if image.shape[:2] != gt.shape:
             image = np.asarray(Image.fromarray(image).resize(gt.shape[::-1], Image.BILINEAR))
     return image, gt, pred

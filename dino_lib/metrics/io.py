@@ -316,5 +316,15 @@ def read_probs(run_dir: Path, stem: str, prob_classes: Sequence[int] | None = No
                 raise MetricsInputError(
                     f"{path}: {arr.shape[0]} channels but the manifest lists {len(prob_classes)} channel classes"
                 )
-            return arr.astype(np.float32)
+            arr = arr.astype(np.float32)
+            bad = int((~np.isfinite(arr)).sum())
+            if bad:
+                logger.warning(
+                    "%s: %d non-finite probability values (NaN/Inf) in frame %s; the propagation run is damaged "
+                    "(re-run it); they are shown grey in its confidence figure",
+                    path,
+                    bad,
+                    stem,
+                )
+            return arr
     return None

@@ -229,9 +229,9 @@ def write_run_video(run: MetricsRun, result: RunResult | DavisResult | None = No
 def run_metrics(cfg: MetricsConfig) -> MetricsRun:
     """The whole step: inputs -> tables (CSV) -> figures -> video; returns the :class:`MetricsRun`."""
     out = Path(cfg.output_dir)
-    save_run_config(cfg, out)
     predictions, standin = prepare(cfg)
-    run = evaluate(cfg, predictions, standin)
+    run = evaluate(cfg, predictions, standin)  # checks every input before anything is written
+    save_run_config(cfg, out)
     run.files.update(run.report.save(out))
     run.files.update(write_figures(run))
     video = write_run_video(run)

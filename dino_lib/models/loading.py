@@ -122,6 +122,31 @@ def extract_state_dict(
     return {_strip_prefixes(k): v for k, v in tensors.items()}, source
 
 
+def _check_values(model: nn.Module, state: dict[str, torch.Tensor], path: str) -> None:
+    """Refuse weights that would load silently but compute garbage: non-finite values or non-float parameters.
+
+    A checkpoint saved after the loss diverged holds NaN everywhere; loaded as is it gives chance-level features
+    with no error anywhere downstream, so it is rejected here with the names of the affected tensors.
+    """
+    own = model.state_dict()
+    wrong_dtype = [
+        f"{k} ({v.dtype})"
+        for k, v in state.items()
+        if k in own and own[k].is_floating_point() and not (v.is_floating_point() or v.is_complex())
+    ]
+    if wrong_dtype:
+        raise CheckpointError(
+            f"{path}: tensors {wrong_dtype[:5]}{'...' if len(wrong_dtype) > 5 else ''} are not floating point but "
+            "the model's are; the file does not hold model weights (check the file and checkpoint_key)"
+        )
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(
+            f"{path}: {len(bad)} tensor(s) hold NaN or Inf values ({', '.join(bad[:5])}{'...' if len(bad) > 5 else ''})"
+            "; the checkpoint was saved after training diverged or is damaged. Use an earlier checkpoint"
+        )
+
+
 def _check_shapes(model: nn.Module, state: dict[str, torch.Tensor], path: str) -> list[str]:
     """Raise on patch-size / width mismatches; resample a positional table of another grid. Returns resampled keys."""
     own = model.state_dict()
@@ -195,6 +220,7 @@ def load_pretrained(
     state = {k: v for k, v in state.items() if k not in ignored}
     facts = describe_state(state)
     state, _ = adapt_layout(state, model)
+    _check_values(model, state, str(path))
     try:
         resampled = _check_shapes(model, state, str(path))
     except CheckpointError as err:

@@ -17,16 +17,20 @@ import json
 import logging
 from collections.abc import Sequence
 
-from dino_lib.config import cli_config, save_run_config
+from dino_lib.cli import entry, parse_config, run_folder
+from dino_lib.config import save_run_config
 from dino_lib.propagation.config import PropagationConfig
 from dino_lib.propagation.run import propagate
+
+PROG = "python -m dino_lib.propagation"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    cfg = cli_config(PropagationConfig, argv, description="Propagate labels through videos (DAVIS or driving runs).")
-    save_run_config(cfg, cfg.output_dir)
-    for result in propagate(cfg):
+    cfg = parse_config(PropagationConfig, argv, prog=PROG, description=__doc__ or "")
+    with run_folder(cfg):
+        results = propagate(cfg, on_start=lambda: save_run_config(cfg, cfg.output_dir))
+    for result in results:
         print(
             json.dumps(
                 {
@@ -42,4 +46,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(entry(main, PROG))

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+
+from dino_lib.data.decode import load_rgb
 
 __all__ = ["FrameGeometry", "resize_geometry", "read_frame", "frames_to_tensor", "decode_prediction", "upsample"]
 
@@ -52,8 +53,7 @@ def resize_geometry(native_hw: tuple[int, int], stride: int, short_side: int | N
 
 def read_frame(path: Path) -> np.ndarray:
     """``(H, W, 3)`` uint8 RGB (Pillow decode; grey and RGBA frames converted)."""
-    with Image.open(path) as img:
-        return np.asarray(img.convert("RGB"))
+    return np.asarray(load_rgb(path))
 
 
 def frames_to_tensor(

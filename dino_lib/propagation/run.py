@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from dino_lib.config import run_metadata, to_dict
+from dino_lib.data.decode import check_images
 from dino_lib.propagation import outputs, policies
 from dino_lib.propagation.backbones import FeatureExtractor, build_extractor
 from dino_lib.propagation.config import PropagationConfig
@@ -32,7 +34,7 @@ from dino_lib.propagation.io import (
 )
 from dino_lib.propagation.labels import encode_labels
 from dino_lib.propagation.parity import davis_geometry, parity_decode
-from dino_lib.propagation.video import VideoLabels
+from dino_lib.propagation.video import VideoLabels, check_first_label
 from dino_lib.runtime import resolve_device, resolve_precision
 
 __all__ = ["RunResult", "propagate", "propagate_video", "list_videos", "extractor_from_config", "summary"]
@@ -152,6 +154,12 @@ def propagate_video(
     key = outputs.params_key({"params": params, "backbone": extractor.describe(), "geometry": geometry.to_dict()})
     old = outputs.read_manifest(out_dir)
     resume = cfg.resume and not cfg.overwrite
+    if old is not None and old.get("status") == "running":
+        logger.warning(
+            "%s: the previous run into this folder stopped before finishing (manifest status 'running'); %s",
+            out_dir,
+            "resuming it" if resume else "starting again (resume: false or overwrite: true)",
+        )
     if old is not None and old.get("params_key") != key and not cfg.overwrite:
         raise PropagationInputError(
             f"{out_dir} holds predictions made with other parameters (manifest params_key {old.get('params_key')} "
@@ -298,8 +306,14 @@ def propagate_video(
     )
 
 
-def propagate(cfg: PropagationConfig, extractor: FeatureExtractor | None = None) -> list[RunResult]:
-    """Propagate every selected video of ``cfg.data_path`` into ``cfg.output_dir``; returns one result per video."""
+def propagate(
+    cfg: PropagationConfig, extractor: FeatureExtractor | None = None, on_start: Callable[[], Any] | None = None
+) -> list[RunResult]:
+    """Propagate every selected video of ``cfg.data_path`` into ``cfg.output_dir``; returns one result per video.
+
+    Every video's frames and keyframe labels are checked before the first one is propagated; ``on_start`` is then
+    called (the command line records ``config.yaml`` there).
+    """
     videos = list_videos(cfg)
     extractor = extractor or extractor_from_config(cfg)
     if (
@@ -313,4 +327,21 @@ def propagate(cfg: PropagationConfig, extractor: FeatureExtractor | None = None)
         )
     device = resolve_device(cfg.device)
     out_root = Path(cfg.output_dir)
+    frames = []
+    for video in videos:  # fail before any work on a bad frame size or a missing keyframe label
+        check_frame_sizes(video, cfg.frame_size_mismatch)  # type: ignore[arg-type]
+        n = len(video.frames) if cfg.max_frames is None else min(len(video.frames), cfg.max_frames)
+        keyframes = policies.keyframes(cfg, n)
+        for k in keyframes:
+            video.label_path(k)
+        if keyframes:
+            check_first_label(cfg, video, keyframes[0])
+        frames += video.frames[:n]
+    bad, reasons = check_images(frames)  # decode the frames (up to a budget; the rest are decoded when used)
+    if bad:
+        raise PropagationInputError(
+            f"{len(bad)} of {len(frames)} frames cannot be read:\n  " + "\n  ".join(reasons[:20]) + "\nreplace them"
+        )
+    if on_start is not None:
+        on_start()
     return [propagate_video(cfg, v, extractor, out_root, device) for v in videos]

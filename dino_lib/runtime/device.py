@@ -11,14 +11,18 @@ import re
 
 import torch
 
+from dino_lib.config import ConfigError
+
 __all__ = ["DeviceError", "cuda_available", "cuda_device_count", "resolve_device", "DEVICE_CHOICES"]
 
 DEVICE_CHOICES = "auto|cpu|cuda|cuda:N"
 _CUDA_N = re.compile(r"^cuda:(\d+)$")
 
 
-class DeviceError(ValueError):
-    """A device name is invalid or names hardware this machine does not have."""
+class DeviceError(ConfigError):
+    """A device name is invalid or names hardware this machine does not have (a config error of key ``device``)."""
+
+    key = "device"
 
 
 def cuda_available() -> bool:
@@ -53,14 +57,13 @@ def resolve_device(device: str | torch.device = "auto", local_rank: int | None =
         return torch.device("cpu")
     match = _CUDA_N.match(name)
     if name != "cuda" and not match:
-        raise DeviceError(f"device: unknown device {device!r}; expected {DEVICE_CHOICES}")
+        raise DeviceError(f"device: expected auto, cpu, cuda or cuda:N (N = GPU index), found {device!r}")
     if not cuda_available():
-        raise DeviceError(
-            f"device: {device!r} asked for a CUDA GPU, but this machine has none that torch can use "
-            f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}); use device: cpu or device: auto"
-        )
+        built = torch.version.cuda is not None
+        why = "no GPU or driver was found" if built else f"this torch build ({torch.__version__}) has no CUDA support"
+        raise DeviceError(f"device: {device!r} requested but CUDA is not usable ({why}); use device: cpu or auto")
     index = int(match.group(1)) if match else local_rank
     count = cuda_device_count()
     if index >= count:
-        raise DeviceError(f"device: {device!r} needs GPU index {index}, but this machine has {count} GPU(s)")
+        raise DeviceError(f"device: {device!r} but this machine has {count} GPU(s) (cuda:0..cuda:{count - 1})")
     return torch.device("cuda", index)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -33,6 +34,7 @@ __all__ = [
     "all_reduce_mean",
     "barrier",
     "setup_process",
+    "exit_with_launcher",
 ]
 
 
@@ -153,3 +155,26 @@ def setup_process(device: str | torch.device = "auto", timeout_s: float = 600.0)
 
     resolved = resolve_device(device)
     return resolved, init_distributed(resolved, timeout_s)
+
+
+def exit_with_launcher() -> None:
+    """Under torchrun, make this worker die with its launcher (Linux parent-death signal).
+
+    A ``kill -9`` of the ``torchrun`` process gives its workers no chance to be told; without this they keep
+    training and writing into the run folder next to a restarted run. Outside torchrun (no ``TORCHELASTIC_RUN_ID``)
+    and off Linux this does nothing.
+    """
+    if "TORCHELASTIC_RUN_ID" not in os.environ or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):  # pragma: no cover - no prctl
+        logger.warning("could not ask to exit with the torchrun launcher (prctl unavailable)")
+        return
+    if os.getppid() == 1:  # the launcher died before the call: exit now
+        os._exit(1)

@@ -26,9 +26,11 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from dino_lib.config import ConfigError, cli_config
+from dino_lib.cli import entry, parse_config, run_folder
 from dino_lib.runtime import env_rank
 from dino_lib.train.config import TrainConfig
+
+PROG = "python -m dino_lib.train"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -37,18 +39,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if rank == 0 else logging.WARNING,
         format=f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s",
     )
-    try:
-        cfg = cli_config(TrainConfig, argv, description="DINO self-supervised pretraining")
-    except ConfigError as err:
-        print(f"config error: {err}", file=sys.stderr)
-        return 2
+    cfg = parse_config(TrainConfig, argv, prog=PROG, description="DINO self-supervised pretraining")
     from dino_lib.train.loop import train
 
-    result = train(cfg)
+    with run_folder(cfg):
+        result = train(cfg)
     if rank == 0:
         print(f"done: {result.epochs_done} epochs; checkpoint {result.checkpoint}; teacher {result.teacher_export}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry(main, PROG))

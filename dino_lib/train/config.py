@@ -95,16 +95,20 @@ class TrainConfig:
     task: str = param("images", help="registered training task (dino_lib.train.tasks.TASKS)")
     region: dict = field(default_factory=dict)
     data_path: str = param("sample:images", help="image folder or sample:<name>")
-    max_images: int | None = param(None, help="use only the first N images (sorted order)")
-    check_images: str = param("auto", choices=("auto", "decode", "open", "off"))
-    skip_corrupt_images: bool = False
+    max_images: int | None = param(None, gt=0, help="use only the first N images (sorted order); null = all")
+    check_images: str = param(
+        "auto",
+        choices=("auto", "decode", "open", "off"),
+        help="before training: decode every image, read headers only, or nothing; auto = decode up to 5000 images",
+    )
+    skip_corrupt_images: bool = param(False, help="skip unreadable images (counted, named in warnings)")
     num_workers: int = param(10, ge=0)
     # run
     output_dir: str = param("runs/pretrain", help="RUN_DIR; resumed automatically when it holds checkpoint.pth")
     saveckp_freq: int = param(20, ge=0)
     checkpoint_every_iters: int = param(0, ge=0, help="also checkpoint inside an epoch every N iterations")
     seed: int = 0
-    device: str = param("auto", help="auto|cpu|cuda")
+    device: str = param("auto", help="auto | cpu | cuda | cuda:N")
     log_every: int = param(10, ge=1, help="iterations between log.jsonl records")
     tensorboard: bool = param(False, help="also write TensorBoard scalars and images to RUN_DIR/tb/")
     export_safetensors: bool = param(False, help="also export the teacher backbone as teacher_backbone.safetensors")
@@ -168,8 +172,10 @@ def config_from_params(namespace: dict, **extra: object) -> TrainConfig:
     """Build a validated TrainConfig from the notebook's parameter variables (keys that are TrainConfig fields)."""
     import dataclasses
 
+    from dino_lib.cli import notebook_errors
     from dino_lib.config import from_dict
 
+    notebook_errors()  # config and input errors in the notebook: one message, as on the command line
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     data = {k: v for k, v in namespace.items() if k in names}
     data.update(extra)

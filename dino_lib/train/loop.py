@@ -129,11 +129,11 @@ def train(cfg: TrainConfig, *, callback: Callable[[dict[str, Any]], None] | None
     main = info.rank == 0
     run_dir = Path(cfg.output_dir)
     try:
+        parts = build_run(cfg, info, device)  # checks the data first: a failure here leaves no files
         if main:
             run_dir.mkdir(parents=True, exist_ok=True)
             _save_config(cfg, run_dir)
         tb = _open_tensorboard(run_dir) if cfg.tensorboard and main else None  # fails before any work
-        parts = build_run(cfg, info, device)
         log = JsonlLogger(run_dir / "log.jsonl", enabled=main)
 
         def emit(record: dict[str, Any]) -> None:
@@ -143,7 +143,7 @@ def train(cfg: TrainConfig, *, callback: Callable[[dict[str, Any]], None] | None
             if main and callback is not None:
                 callback(record)
 
-        start_epoch, start_iter = 0, 0
+        start_epoch, start_iter, epoch_stats = 0, 0, None
         ckpt_path = run_dir / "checkpoint.pth"
         if ckpt_path.is_file():
             meta = load_checkpoint(
@@ -155,13 +155,14 @@ def train(cfg: TrainConfig, *, callback: Callable[[dict[str, Any]], None] | None
                 scaler=parts.scaler,
             )
             start_epoch, start_iter = int(meta["epoch"]), int(meta.get("iteration_in_epoch", 0))
+            epoch_stats = meta.get("epoch_stats") if start_iter else None  # the interrupted epoch's sums so far
             if meta.get("niter_per_ep") not in (None, parts.niter_per_ep):
                 logger.warning(
                     "iterations per epoch changed (%s -> %d): schedules recomputed, epoch restarted",
                     meta["niter_per_ep"],
                     parts.niter_per_ep,
                 )
-                start_iter = 0
+                start_iter, epoch_stats = 0, None
             if "rng_state" in meta:
                 set_rng_state(meta["rng_state"])
             if main:
@@ -181,9 +182,11 @@ def train(cfg: TrainConfig, *, callback: Callable[[dict[str, Any]], None] | None
         )
         last_epoch = None
         for epoch in range(start_epoch, cfg.epochs):
+            resumed = epoch == start_epoch
             last_epoch = _train_one_epoch(
-                parts, cfg, device, info.rank, epoch, start_iter if epoch == start_epoch else 0, run_dir, emit
-            )
+                parts, cfg, device, info.rank, epoch, start_iter if resumed else 0, run_dir, emit,
+                epoch_stats if resumed else None,
+            )  # fmt: skip
             state = _checkpoint_state(parts, cfg, epoch + 1, 0)
             if main:
                 save_checkpoint(state, run_dir, epoch, cfg.saveckp_freq)
@@ -299,7 +302,10 @@ def _train_one_epoch(
     start_iter: int,
     run_dir: Path,
     emit: Callable[[dict[str, Any]], None],
+    epoch_stats: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """One epoch from ``start_iter``; ``epoch_stats`` (sums and step count of the iterations run before a mid-epoch
+    resume) make the epoch's means cover all its iterations."""
     parts.dataset.set_epoch(epoch)
     parts.sampler.set_epoch(epoch, start_iter)
     indices = parts.sampler.epoch_indices()
@@ -307,7 +313,8 @@ def _train_one_epoch(
     world = get_world_size()
     parts.student_ddp.train()
     parts.teacher.train()  # never eval: BN teachers use batch statistics, as in the reference (§12)
-    sums: dict[str, float] = {}
+    sums: dict[str, float] = dict((epoch_stats or {}).get("sums", {}))
+    n_before = int((epoch_stats or {}).get("steps", 0))
     n_steps, t_epoch, t_wait = 0, time.perf_counter(), 0.0
     t_last = time.perf_counter()
     for i, (crops, _) in enumerate(make_loader(parts, cfg, device, epoch), start=start_iter):
@@ -320,10 +327,16 @@ def _train_one_epoch(
                 group["weight_decay"] = float(parts.wd_schedule[it])
         parts.optimizer.zero_grad(set_to_none=True)
         loss_all, stats_t = _forward_backward(parts, cfg, device, crops, epoch)  # gradients of the whole batch
+        # loss and loss statistics averaged over the ranks in one collective: a NaN on any rank stops every rank
+        # at the same step, and teacher_entropy is the global batch's (equal local batches)
+        names = sorted(stats_t)
+        stat_values = [torch.as_tensor(stats_t[k]).detach().float().reshape(()).to(loss_all.device) for k in names]
+        packed = torch.stack([loss_all.float().reshape(()), *stat_values])
         if world > 1:
-            torch.distributed.all_reduce(loss_all)  # a NaN on any rank stops every rank at the same step
-            loss_all /= world
-        loss_value = float(loss_all)
+            torch.distributed.all_reduce(packed)
+            packed /= world
+        loss_value = float(packed[0])
+        global_stats = dict(zip(names, packed[1:].tolist()))
         if not math.isfinite(loss_value):  # checked before the step: the weights stay as they were
             _nonfinite(parts, cfg, run_dir, rank, epoch, it, loss_value, indices[i * bs : (i + 1) * bs])
         if parts.scaler is not None:
@@ -343,7 +356,7 @@ def _train_one_epoch(
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         t_last = time.perf_counter()
-        stats = {k: float(v) for k, v in stats_t.items()}
+        stats = {k: float(v) for k, v in global_stats.items()}
         step = {
             "loss": loss_value,
             "lr": float(parts.lr_schedule[it]),
@@ -364,9 +377,10 @@ def _train_one_epoch(
             emit(rec)
         if cfg.checkpoint_every_iters and done % cfg.checkpoint_every_iters == 0 and done < niter:
             state = _checkpoint_state(parts, cfg, epoch, done)
+            state["epoch_stats"] = {"sums": dict(sums), "steps": n_before + n_steps}
             if rank == 0:
                 save_checkpoint(state, run_dir, None, 0)
-    mean = {k: v / max(n_steps, 1) for k, v in sums.items()}
+    mean = {k: v / max(n_before + n_steps, 1) for k, v in sums.items()}
     elapsed = time.perf_counter() - t_epoch
     return {
         "type": "epoch",
@@ -380,6 +394,6 @@ def _train_one_epoch(
         "center_norm": mean.get("center_norm"),
         "ln_k": cfg.ln_k,
         "images_per_s": bs * world * n_steps / max(elapsed, 1e-9),
-        "iterations": n_steps,
+        "iterations": n_before + n_steps,
         "seconds": elapsed,
     }

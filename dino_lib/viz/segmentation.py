@@ -7,6 +7,7 @@ DejaVuSans to be findable).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -95,6 +96,9 @@ def confidence_map(probs: np.ndarray, kind: str = "max") -> np.ndarray:
     p = np.asarray(probs, dtype=np.float32)
     if p.ndim != 3:
         raise ValueError(f"expected (C, H, W) probabilities, found shape {p.shape}")
+    invalid = ~np.isfinite(p).all(axis=0)  # NaN/Inf anywhere in a pixel: its confidence is unknown (NaN)
+    if invalid.any():
+        return np.where(invalid, np.nan, confidence_map(np.where(np.isfinite(p), p, 0), kind)).astype(np.float32)
     total = p.sum(axis=0, keepdims=True)
     p = np.where(total > 0, p / np.maximum(total, 1e-12), 0)  # all-zero mass (predicted ignore) -> confidence 0
     if kind == "max":
@@ -174,13 +178,18 @@ def plot_confidence(image: np.ndarray | None, probs: np.ndarray, *, kind: str = 
     import matplotlib.pyplot as plt
 
     conf = confidence_map(probs, kind)
+    n_bad = int(np.isnan(conf).sum())
+    if n_bad:
+        warnings.warn(f"{title or 'confidence figure'}: {n_bad} pixels with NaN/Inf probabilities (drawn grey)",
+                      stacklevel=2)  # fmt: skip
+    cmap = plt.get_cmap("magma").with_extremes(bad="0.6")
     fig, axes = plt.subplots(1, 2 if image is not None else 1, figsize=(8 if image is not None else 4.5, 3))
     axes = np.atleast_1d(axes)
     if image is not None:
         axes[0].imshow(image)
         axes[0].set_title("Frame", fontsize=9)
         axes[0].axis("off")
-    im = axes[-1].imshow(conf, cmap="magma", vmin=0, vmax=1)
+    im = axes[-1].imshow(conf, cmap=cmap, vmin=0, vmax=1)
     axes[-1].set_title(f"Confidence ({kind})", fontsize=9)
     axes[-1].axis("off")
     fig.colorbar(im, ax=axes[-1], fraction=0.046, pad=0.04)

@@ -112,3 +112,13 @@ def test_slide_exclusion_and_seeded_subset(tmp_path: Path) -> None:
     torch.testing.assert_close(a[2][0], b[2][0])
     with pytest.raises(RegionDataError, match="no regions left"):
         RegionFeatureDataset(folder, g=G, dim=D, include_slides=["s9"])
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.bool, torch.uint8])
+def test_integer_and_boolean_region_tensors_are_refused(dtype):
+    from dino_lib.hierarchical.dataset import check_region_tensor
+
+    t = torch.ones(4, 8).to(dtype)
+    with pytest.raises(RegionDataError, match=rf"r1\.pt: dtype {dtype}, expected floating-point features"):
+        check_region_tensor(t, g=2, dim=8, name="r1.pt")
+    assert check_region_tensor(t.half(), g=2, dim=8, name="r1.pt").dtype == torch.float16

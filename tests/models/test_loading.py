@@ -377,3 +377,17 @@ def test_mismatch_error_lists_keys_and_names_the_architecture(tmp_path: Path) ->
     text = str(info.value)
     assert str(tmp_path / "reg.pth") in text and "unexpected ['register_tokens']" in text
     assert "4 register tokens" in text and "timm:vit_small_patch14_reg4_dinov2" in text, text
+
+
+def test_non_finite_or_integer_weights_are_refused(tmp_path):
+    model = build_backbone("vit_tiny", patch_size=16, depth=2)
+    state = model.state_dict()
+    broken = dict(state, **{"blocks.1.mlp.fc1.weight": state["blocks.1.mlp.fc1.weight"].clone().fill_(float("inf"))})
+    torch.save(broken, tmp_path / "inf.pth")
+    with pytest.raises(CheckpointError, match=r"inf\.pth: 1 tensor\(s\) hold NaN or Inf values \(blocks\.1\.mlp\.fc1"):
+        load_pretrained(model, tmp_path / "inf.pth", checkpoint_key=None)
+    torch.save({k: v.long() for k, v in state.items()}, tmp_path / "int.pth")
+    with pytest.raises(CheckpointError, match=r"int\.pth: tensors .* are not floating point"):
+        load_pretrained(model, tmp_path / "int.pth", checkpoint_key=None)
+    torch.save(state, tmp_path / "ok.pth")
+    assert load_pretrained(model, tmp_path / "ok.pth", checkpoint_key=None).loaded == len(state)

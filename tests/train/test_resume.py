@@ -55,7 +55,17 @@ def reference(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ref")
     rc, run_dir = _run(tmp, "ref")
     assert rc == 0
+    reference_epochs.update({r["epoch"]: r for r in _epochs(run_dir)})
     return _weights(run_dir)
+
+
+reference_epochs: dict[int, dict] = {}
+
+
+def _epochs(run_dir: Path) -> list[dict]:
+    from dino_lib.train.monitors import read_log
+
+    return [r for r in read_log(run_dir / "log.jsonl") if r.get("type") == "epoch"]
 
 
 @pytest.mark.parametrize("kill_it", [5, 6])  # 4 iterations/epoch: 5 = mid-epoch 2 after a mid-epoch checkpoint
@@ -67,6 +77,11 @@ def test_killed_during_epoch_2_resumes_bitwise(tmp_path, reference, kill_it):
     rc, run_dir = _run(tmp_path, "killed")  # same directory: automatic resume
     assert rc == 0
     _assert_bitwise(reference, _weights(run_dir))
+    for record in _epochs(run_dir):  # the interrupted epoch's means cover all its iterations, across the resume
+        ref = reference_epochs[record["epoch"]]
+        assert record["iterations"] == ref["iterations"] == 4
+        for key in ("train_loss", "teacher_entropy", "train_lr"):
+            assert record[key] == pytest.approx(ref[key], rel=1e-6), (record["epoch"], key)
 
 
 def test_kill_during_checkpoint_write_keeps_previous(tmp_path, reference):
@@ -77,6 +92,8 @@ def test_kill_during_checkpoint_write_keeps_previous(tmp_path, reference):
     assert rc == -signal.SIGKILL
     ckpt = safe_torch_load(run_dir / "checkpoint.pth")  # the previous checkpoint is intact and loadable
     assert (ckpt["epoch"], ckpt["iteration_in_epoch"]) == (1, 0)
+    assert list(run_dir.glob(".checkpoint.pth.*.tmp"))  # the torn temporary file...
     rc, run_dir = _run(tmp_path, "torn")
     assert rc == 0
     _assert_bitwise(reference, _weights(run_dir))
+    assert not list(run_dir.glob(".*.tmp"))  # ...is removed when the run restarts
