@@ -12,7 +12,7 @@ from typing import Literal
 
 from dino_lib.config import ConfigError, param
 
-__all__ = ["EvalConfig", "eval_config_from"]
+__all__ = ["EvalConfig"]
 
 
 @dataclasses.dataclass
@@ -78,13 +78,3 @@ class EvalConfig:
         if self.avgpool_layout == "auto":
             return self.n_last_blocks == 1
         return self.avgpool_layout == "interleaved"
-
-
-def eval_config_from(namespace: dict, overrides: dict | None = None) -> EvalConfig:
-    """Validated :class:`EvalConfig` from the notebook's parameter variables (other names are ignored)."""
-    from dino_lib.config import from_dict
-
-    names = {f.name for f in dataclasses.fields(EvalConfig)}
-    values = {k: v for k, v in namespace.items() if k in names}
-    values.update(overrides or {})
-    return from_dict(EvalConfig, values, source="notebook parameters")
