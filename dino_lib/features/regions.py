@@ -35,6 +35,7 @@ from dino_lib.hierarchical.manifest import SCHEMA_VERSION, format_stats, read_ma
 from dino_lib.hierarchical.sources import RegionSource, list_regions, load_region_tiles, resolve_path
 from dino_lib.hierarchical.stacks import write_slide_stacks
 from dino_lib.utils.io import atomic_torch_save
+from dino_lib.utils.progress import progress_bar
 
 __all__ = ["RegionExtractionConfig", "ExtractionResult", "ensure_region_features", "extract_regions", "main"]
 
@@ -225,7 +226,8 @@ def extract_regions(cfg: RegionExtractionConfig, encoder: TileEncoder | None = N
 
     loop_start = time.perf_counter()
     try:
-        for src, (tiles, grid, hw) in _prefetch(todo, cfg):
+        bar = progress_bar(_prefetch(todo, cfg), enabled=rank == 0, total=len(todo), desc="regions", unit="region")
+        for src, (tiles, grid, hw) in bar:
             pending.append((src, tiles, grid, hw))
             if sum(p[1].shape[0] for p in pending) >= cfg.batch_size:
                 run_batch()
