@@ -146,7 +146,8 @@ def _resume_rows(cfg: RegionExtractionConfig, out: Path, encoder: TileEncoder, n
             raise ConfigError(
                 f"{manifest}: holds features of another stage-1 encoder or normalisation ({row['encoder_hash']}, "
                 f"{row['norm_mean']}/{row['norm_std']} vs {encoder.weights_hash}, {norm[0]}/{norm[1]}); "
-                "use a new output_dir or overwrite=true (feature sets must not be mixed, HIE-03)"
+                "use a new output_dir or overwrite=true (feature sets must not be mixed; docs/hierarchical.md, "
+                "Region extraction)"
             )
         if int(row["tile_size"]) != cfg.tile_size:
             continue
