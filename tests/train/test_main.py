@@ -8,9 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from dino_lib.train.__main__ import main
+from dino_lib.train.monitors import read_log
 from tests.train.conftest import TINY
 
 
@@ -54,3 +56,14 @@ def test_slurm_config_is_handed_to_the_launcher(tmp_path: Path, capsys, monkeypa
     out = capsys.readouterr().out
     assert "Slurm job (dry run, nothing submitted)" in out and '"nodes": 2' in out
     assert not (tmp_path / "run" / "checkpoint.pth").exists()
+
+
+@pytest.mark.ddp
+@pytest.mark.slow
+def test_single_node_torchrun_config_relaunches_through_torchrun(tmp_path: Path, monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    cfg = _config(tmp_path, epochs=1, warmup_epochs=0, launcher="torchrun", nproc_per_node=2)
+    assert main(["--config", str(cfg)]) == 0
+    records = read_log(tmp_path / "run" / "log.jsonl")
+    assert any(r.get("event") == "start" and r.get("world_size") == 2 for r in records), "did not run 2 processes"
+    assert (tmp_path / "run" / "launch" / "torchrun.log").is_file()
