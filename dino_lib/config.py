@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
 import re
 import subprocess
 import types
@@ -321,9 +322,30 @@ def _merge(base: dict[str, Any], delta: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
+#: Parameter folders renamed to their notebook's name; the old names still resolve, with a deprecation message.
+RENAMED_PARAMS = {"attention": "attention_maps", "propagate": "propagate_segmentation"}
+
+
+def _renamed_params_path(path: Path) -> Path:
+    """``params/attention/x.yaml`` -> ``params/attention_maps/x.yaml`` (and ``propagate``) when only that exists."""
+    parts = path.parts
+    if len(parts) >= 3 and parts[-3] == "params" and parts[-2] in RENAMED_PARAMS:
+        new = path.parent.parent / RENAMED_PARAMS[parts[-2]] / path.name
+        if new.is_file():
+            import warnings
+
+            msg = f"{path}: params/{parts[-2]}/ was renamed params/{RENAMED_PARAMS[parts[-2]]}/; reading {new}"
+            warnings.warn(msg, DeprecationWarning, stacklevel=3)
+            logging.getLogger(__name__).warning("deprecated: %s", msg)
+            return new
+    return path
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping with ``yaml.safe_load``; clear errors for a missing file or a non-mapping."""
     path = Path(path)
+    if not path.is_file():
+        path = _renamed_params_path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path} (give the path of an existing YAML file)")
     try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,11 @@ import yaml
 logger = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parent.parent
+DEMO_DIR_ENV = "DINO_DEMO_DIR"
+DEMO_WEIGHTS = {
+    "pretrained_weights": "pretrain/teacher_backbone.pth",
+    "region_weights": "region_pretrain/teacher_backbone.pth",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,16 +57,38 @@ DEMO_STEPS: list[DemoStep] = [
 ]
 
 
+def demo_dir() -> Path:
+    """Where ``make demo`` wrote its outputs: ``$DINO_DEMO_DIR`` when set, else ``<repository>/runs/demo``."""
+    return Path(os.environ.get(DEMO_DIR_ENV) or REPO / "runs" / "demo")
+
+
+def resolve_demo_weights(key: str, value: Any) -> Any:
+    """``'demo'`` as ``pretrained_weights`` / ``region_weights`` -> the teacher that ``make demo`` trained.
+
+    Lets a notebook opened from ``notebooks/`` use the demo's teacher without typing a path; other values pass.
+    """
+    if value != "demo" or key not in DEMO_WEIGHTS:
+        return value
+    path = demo_dir() / DEMO_WEIGHTS[key]
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{key}: 'demo' stands for {path}, which does not exist; run `make demo` first (or set "
+            f"{DEMO_DIR_ENV} to the folder given to `python -m dino_lib.demo --out`), or give a checkpoint path"
+        )
+    return str(path)
+
+
 def step_parameters(step: DemoStep, out: Path) -> dict[str, Any]:
     """ci.yaml values, the step's output folder and the chained artefacts of earlier steps."""
+    from dino_lib.notebook import config_class
+
     ci = REPO / "params" / step.notebook / "ci.yaml"
     params = yaml.safe_load(ci.read_text()) or {}
     params["output_dir"] = str(out / step.notebook)
+    keys = {f.name for f in dataclasses.fields(config_class(step.notebook))}
     for key, value in step.chained.items():
-        if key not in params:
-            raise KeyError(
-                f"{ci}: the demo chains '{key}' into {step.notebook}, but the notebook has no such parameter"
-            )
+        if key not in keys:
+            raise KeyError(f"the demo chains '{key}' into {step.notebook}, but its config has no such key")
         params[key] = value.format(out=out)
     return params
 

@@ -29,11 +29,20 @@ from typing import Any
 from dino_lib.config import from_dict, to_dict
 from dino_lib.train.config import TrainConfig
 from dino_lib.train.monitors import read_log
+from dino_lib.train.progress import EpochLines, ProgressBar
 from dino_lib.utils.io import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LaunchResult", "launch", "torchrun_command", "slurm_parameters", "DinoSlurmJob", "follow_log"]
+__all__ = [
+    "LaunchResult",
+    "launch",
+    "torchrun_command",
+    "write_launch_config",
+    "slurm_parameters",
+    "DinoSlurmJob",
+    "follow_log",
+]
 
 
 @dataclass
@@ -46,31 +55,6 @@ class LaunchResult:
     job_id: str | None = None
     records: list[dict[str, Any]] = field(default_factory=list)
     dry_run: dict[str, Any] | None = None
-
-
-class _Progress:
-    """A tqdm bar fed with log records (total and start position come from the ``start`` event)."""
-
-    def __init__(self, enabled: bool, desc: str) -> None:
-        self.enabled, self.desc, self.bar, self.pos = enabled, desc, None, 0
-
-    def __call__(self, rec: dict[str, Any]) -> None:
-        if not self.enabled:
-            return
-        from tqdm.auto import tqdm
-
-        if rec.get("event") == "start":
-            if self.bar is None:
-                self.bar = tqdm(total=rec["total_iters"], initial=rec["start_it"], desc=self.desc)
-            self.pos = rec["start_it"]
-        elif rec.get("type") == "iter" and self.bar is not None:
-            self.bar.update(max(rec["it"] + 1 - self.pos, 0))
-            self.pos = max(self.pos, rec["it"] + 1)
-            self.bar.set_postfix(epoch=rec["epoch"], loss=f"{rec['loss']:.3f}", refresh=False)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 def follow_log(
@@ -99,7 +83,7 @@ def follow_log(
         time.sleep(poll_s)
 
 
-def _write_launch_config(cfg: TrainConfig) -> Path:
+def write_launch_config(cfg: TrainConfig) -> Path:
     """The config a subprocess reads, under RUN_DIR/launch/ (the trainer itself writes RUN_DIR/config.yaml)."""
     import yaml
 
@@ -128,9 +112,9 @@ def torchrun_command(cfg: TrainConfig, config_path: str | Path) -> list[str]:
     ]
 
 
-def _launch_torchrun(cfg: TrainConfig, progress: _Progress, echo: bool) -> LaunchResult:
+def _launch_torchrun(cfg: TrainConfig, progress: Callable[[dict[str, Any]], None], echo: bool) -> LaunchResult:
     run_dir = Path(cfg.output_dir)
-    cmd = torchrun_command(cfg, _write_launch_config(cfg))
+    cmd = torchrun_command(cfg, write_launch_config(cfg))
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", "1")
     out_path = run_dir / "launch" / "torchrun.log"
@@ -215,7 +199,7 @@ class DinoSlurmJob:
         return submitit.helpers.DelayedSubmission(DinoSlurmJob(self.cfg_dict))
 
 
-def _launch_slurm(cfg: TrainConfig, progress: _Progress) -> LaunchResult:
+def _launch_slurm(cfg: TrainConfig, progress: Callable[[dict[str, Any]], None]) -> LaunchResult:
     run_dir = Path(cfg.output_dir)
     params = slurm_parameters(cfg)
     folder = Path(cfg.slurm.folder or run_dir / "slurm")
@@ -265,14 +249,18 @@ def launch(
 
     Args:
         cfg: the validated configuration.
-        progress: show a tqdm progress bar.
-        echo: print the torchrun output as it arrives (it is always saved under ``RUN_DIR/launch/``).
+        progress: show a tqdm progress bar and log one line per epoch (loss, lr, entropy, k-NN, images/s, ETA).
+        echo: print the torchrun output as it arrives (it is always saved under ``RUN_DIR/launch/``); the workers
+            then log the per-epoch lines themselves.
         callback: also called with every log record as it arrives (e.g. a live plot).
     """
-    progress_bar = _Progress(progress, desc=f"pretrain ({cfg.launcher})")
+    progress_bar = ProgressBar(progress, desc=f"pretrain ({cfg.launcher})")
+    lines = EpochLines() if progress and not (echo and cfg.launcher == "torchrun") else None
 
     def bar(rec: dict[str, Any]) -> None:
         progress_bar(rec)
+        if lines is not None:
+            lines(rec)
         if callback is not None:
             callback(rec)
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install the headless browser used by the JupyterLab UI tests (tests/ui, environment.md §7).
+# Install the headless browser used by the JupyterLab UI test (tests/ui).
 #
 # Chromium comes from the Debian package (Playwright's own browser download needs network access to its CDN,
 # which the build machines do not have); Playwright drives it through `executable_path`.

@@ -8,7 +8,7 @@
 Command-line twin: ``python -m dino_lib.attention --config FILE [key=value ...]``.
 """
 
-from dino_lib.attention.config import AttentionConfig, params_from_namespace
+from dino_lib.attention.config import AttentionConfig
 from dino_lib.attention.extract import AttentionMaps, attention_maps, num_prefix_tokens, selfattention, vit_tokens
 from dino_lib.attention.hooks import AttentionCapture, capture_attention
 from dino_lib.attention.pipeline import (
@@ -51,7 +51,6 @@ __all__ = [
     "load_model",
     "mass_threshold",
     "num_prefix_tokens",
-    "params_from_namespace",
     "preprocess",
     "resolve_device",
     "resolve_video_input",

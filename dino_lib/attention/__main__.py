@@ -1,7 +1,7 @@
 """Command-line twin of the ``attention_maps`` notebook: attention maps, masks, figures and the video.
 
-    python -m dino_lib.attention --config params/attention/ci.yaml
-    python -m dino_lib.attention --config params/attention/dino_vits8.yaml \
+    python -m dino_lib.attention --config params/attention_maps/ci.yaml
+    python -m dino_lib.attention --config params/attention_maps/dino_vits8.yaml \
         pretrained_weights=dino_deitsmall8_300ep_pretrain.pth image_dir=my_images video_input=clip.mp4
 
 Keys are those of :class:`dino_lib.attention.config.AttentionConfig` (docs/attention.md). With ``task: hipt`` the

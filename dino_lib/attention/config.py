@@ -8,13 +8,11 @@ Names follow the reference scripts ``visualize_attention.py`` / ``video_generati
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-from typing import Any
 
 from dino_lib.config import ConfigError, param
 from dino_lib.runtime.precision import PRECISION_CHOICES
 
-__all__ = ["AttentionConfig", "params_from_namespace"]
+__all__ = ["AttentionConfig"]
 
 
 @dataclasses.dataclass
@@ -73,9 +71,3 @@ class AttentionConfig:
         if self.image_size is None:
             return None
         return self.image_size[0] if len(self.image_size) == 1 else (self.image_size[0], self.image_size[1])
-
-
-def params_from_namespace(namespace: Mapping[str, Any]) -> dict[str, Any]:
-    """The :class:`AttentionConfig` keys found in ``namespace`` (a notebook's ``globals()``)."""
-    names = {f.name for f in dataclasses.fields(AttentionConfig)}
-    return {k: namespace[k] for k in names if k in namespace}

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from dino_lib.hierarchical.composer import HIPTComposer, as_image_tensor
 from dino_lib.hierarchical.tiling import fit_region, sequence_to_grid, tile_region, untile_region
 from dino_lib.models.vit import explicit_attention
+from dino_lib.utils.progress import progress_bar
 
 __all__ = [
     "HIPTHeatmaps",
@@ -162,7 +163,8 @@ def hipt_heatmaps(
     acc: dict[str, torch.Tensor | None] = {"tile": None, "region": None}
     count = {"tile": torch.zeros(h, w), "region": torch.zeros(h, w)}
     grid = (fitted.shape[-2] // t, fitted.shape[-1] // t)
-    for s in sorted(set(tile_shifts) | set(region_shifts)):
+    shifts = sorted(set(tile_shifts) | set(region_shifts))
+    for s in progress_bar(shifts, desc="HIPT heat maps (shifted inputs)", unit="shift"):
         res = hipt_attention(composer, _shift(fitted, s))
         o = s // scale
         levels = []

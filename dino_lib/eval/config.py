@@ -13,7 +13,7 @@ from typing import Literal
 from dino_lib.config import ConfigError, param
 from dino_lib.runtime.precision import PRECISION_CHOICES
 
-__all__ = ["EvalConfig", "eval_config_from"]
+__all__ = ["EvalConfig"]
 
 
 @dataclasses.dataclass
@@ -83,15 +83,3 @@ class EvalConfig:
         if self.avgpool_layout == "auto":
             return self.n_last_blocks == 1
         return self.avgpool_layout == "interleaved"
-
-
-def eval_config_from(namespace: dict, overrides: dict | None = None) -> EvalConfig:
-    """Validated :class:`EvalConfig` from the notebook's parameter variables (other names are ignored)."""
-    from dino_lib.cli import notebook_errors
-    from dino_lib.config import from_dict
-
-    notebook_errors()  # config and input errors in the notebook: one message, as on the command line
-    names = {f.name for f in dataclasses.fields(EvalConfig)}
-    values = {k: v for k, v in namespace.items() if k in names}
-    values.update(overrides or {})
-    return from_dict(EvalConfig, values, source="notebook parameters")

@@ -36,6 +36,7 @@ from dino_lib.hierarchical.stacks import write_slide_stacks
 from dino_lib.runtime import autocast, get_rank, get_world_size, resolve_device, resolve_precision
 from dino_lib.runtime.precision import PRECISION_CHOICES
 from dino_lib.utils.io import atomic_torch_save
+from dino_lib.utils.progress import progress_bar
 
 __all__ = ["RegionExtractionConfig", "ExtractionResult", "ensure_region_features", "extract_regions", "main"]
 
@@ -134,7 +135,8 @@ def _resume_rows(cfg: RegionExtractionConfig, out: Path, encoder: TileEncoder, n
             raise ConfigError(
                 f"{manifest}: holds features of another stage-1 encoder or normalisation ({row['encoder_hash']}, "
                 f"{row['norm_mean']}/{row['norm_std']} vs {encoder.weights_hash}, {norm[0]}/{norm[1]}); "
-                "use a new output_dir or overwrite=true (feature sets must not be mixed, HIE-03)"
+                "use a new output_dir or overwrite=true (feature sets must not be mixed; docs/hierarchical.md, "
+                "Region extraction)"
             )
         if int(row["tile_size"]) != cfg.tile_size:
             continue
@@ -217,7 +219,8 @@ def extract_regions(cfg: RegionExtractionConfig, encoder: TileEncoder | None = N
 
     loop_start = time.perf_counter()
     try:
-        for src, (tiles, grid, hw) in _prefetch(todo, cfg):
+        bar = progress_bar(_prefetch(todo, cfg), enabled=rank == 0, total=len(todo), desc="regions", unit="region")
+        for src, (tiles, grid, hw) in bar:
             pending.append((src, tiles, grid, hw))
             if sum(p[1].shape[0] for p in pending) >= cfg.batch_size:
                 run_batch()

@@ -24,6 +24,7 @@ from dino_lib.data.decode import load_rgb
 from dino_lib.metrics import io
 from dino_lib.metrics.io import MetricsInputError
 from dino_lib.metrics.semantic import frame_confusions, frames_since_label
+from dino_lib.utils.progress import progress_bar
 
 if TYPE_CHECKING:
     from dino_lib.metrics.evaluate_davis import DavisResult
@@ -209,9 +210,11 @@ def evaluate_semantic_run(
     distances = frames_since_label(len(all_stems), label_pos, src)[positions]
 
     cms: list[np.ndarray] = []
-    with ThreadPoolExecutor(max(1, opts.num_workers)) as pool:
+    bar = progress_bar(total=len(pairs), desc=f"{name} (metrics)", unit="frame")
+    with ThreadPoolExecutor(max(1, opts.num_workers)) as pool, bar:
         for start in range(0, len(pairs), opts.batch_frames):
             batch = pairs[start : start + opts.batch_frames]
+            bar.update(len(batch))
             arrays = list(pool.map(lambda t: _read_pair(t[1], t[2], opts), batch))
             shapes = {g.shape for g, _ in arrays}
             if len(shapes) == 1:  # one vectorised bincount for the whole batch

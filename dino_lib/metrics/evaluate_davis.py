@@ -13,6 +13,7 @@ import numpy as np
 from dino_lib.metrics import davis as davis_lib
 from dino_lib.metrics import io
 from dino_lib.metrics.io import MetricsInputError
+from dino_lib.utils.progress import progress_bar
 
 __all__ = ["DavisResult", "evaluate_davis"]
 
@@ -69,7 +70,7 @@ def evaluate_davis(
                 continue
             raise
         gts, preds = [], []
-        for _, g, p in pairs:
+        for _, g, p in progress_bar(pairs, desc=f"{name} (metrics)", unit="frame"):
             gt = io.read_index_map(g, role="DAVIS annotation")
             pred = io.read_index_map(p, role="DAVIS result") if p is not None else np.zeros_like(gt)
             if pred.shape != gt.shape:

@@ -36,6 +36,7 @@ from dino_lib.propagation.labels import encode_labels
 from dino_lib.propagation.parity import davis_geometry, parity_decode
 from dino_lib.propagation.video import VideoLabels, check_first_label
 from dino_lib.runtime import resolve_device, resolve_precision
+from dino_lib.utils.progress import progress_bar
 
 __all__ = ["RunResult", "propagate", "propagate_video", "list_videos", "extractor_from_config", "summary"]
 
@@ -233,11 +234,13 @@ def propagate_video(
             prop.push(provider[idx], soft, idx)
         logger.info("%s: resuming at frame %d", run.name, start)
     kf = set(keyframes)
+    bar = progress_bar(total=len(run.frames), initial=start, desc=f"{run.name} (frames)", unit="frame")
     for seg in segments:
         if seg.stop <= start:
             continue
         if resume and seg.start >= start and all(video.done(i) for i in seg):
             skipped += len(seg)
+            bar.update(len(seg))
             continue
         for i in range(max(seg.start, start), seg.stop):
             feats = provider[i]
@@ -264,6 +267,7 @@ def propagate_video(
             video.write(i, ids, probs, channel_ids)
             t_write += time.perf_counter() - t0
             written += 1
+            bar.update(1)
             if (i + 1) % 10 == 0 and i + 1 < seg.stop:
                 state_store.save(
                     key,
@@ -272,6 +276,7 @@ def propagate_video(
                     [(a, lab.cpu()) for a, _, lab in prop.anchors],
                     [(q, soft_q.cpu()) for q, _, soft_q in prop.queue],
                 )
+    bar.close()
     state_store.clear()
     wall = time.perf_counter() - t_start
     timings = {

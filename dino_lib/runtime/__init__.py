@@ -42,6 +42,7 @@ from dino_lib.runtime.ranks import (
     is_distributed,
     is_main_process,
     setup_process,
+    under_launcher,
 )
 from dino_lib.runtime.seed import seed_everything, seeded
 
@@ -78,6 +79,7 @@ __all__ = [
     "is_distributed",
     "is_main_process",
     "setup_process",
+    "under_launcher",
     "seed_everything",
     "seeded",
 ]

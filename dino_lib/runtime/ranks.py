@@ -25,6 +25,7 @@ __all__ = [
     "env_local_rank",
     "env_world_size",
     "env_dist_info",
+    "under_launcher",
     "init_distributed",
     "destroy_distributed",
     "is_distributed",
@@ -73,6 +74,11 @@ def env_local_rank() -> int:
 
 def env_world_size() -> int:
     return _env_int("WORLD_SIZE", 1)
+
+
+def under_launcher() -> bool:
+    """Whether torchrun (or the Slurm launcher) started this process: it sets ``WORLD_SIZE``."""
+    return "WORLD_SIZE" in os.environ
 
 
 def env_dist_info() -> DistInfo:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from dino_lib.config import ConfigError, param
 from dino_lib.runtime.precision import PRECISION_CHOICES
 
-__all__ = ["TrainConfig", "SlurmConfig", "config_from_params"]
+__all__ = ["TrainConfig", "SlurmConfig"]
 
 _VIT = re.compile(r"^(vit_tiny|vit_small|vit_base)(_patch\d+)?$")
 
@@ -166,17 +166,3 @@ class TrainConfig:
     @property
     def is_vit(self) -> bool:
         return bool(_VIT.match(self.arch)) or self.arch.startswith("timm:vit")
-
-
-def config_from_params(namespace: dict, **extra: object) -> TrainConfig:
-    """Build a validated TrainConfig from the notebook's parameter variables (keys that are TrainConfig fields)."""
-    import dataclasses
-
-    from dino_lib.cli import notebook_errors
-    from dino_lib.config import from_dict
-
-    notebook_errors()  # config and input errors in the notebook: one message, as on the command line
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    data = {k: v for k, v in namespace.items() if k in names}
-    data.update(extra)
-    return from_dict(TrainConfig, data, source="notebook parameters")

@@ -185,10 +185,14 @@ def build_run(cfg: TrainConfig, info: DistInfo, device: torch.device) -> RunPart
         )
         if global_batch < 256 and cfg.momentum_teacher == 0.996:
             logger.warning(
-                "global batch %d < 256 with momentum_teacher 0.996: consider 0.9995 (§20 item 13)", global_batch
+                "global batch %d < 256 with momentum_teacher 0.996: consider 0.9995 (docs/pretraining.md, "
+                "Small batches)",
+                global_batch,
             )
         if not cfg.norm_last_layer and not cfg.arch.startswith("vit_small"):
-            logger.warning("norm_last_layer false is only known to be safe with vit_small (§20 item 14)")
+            logger.warning(
+                "norm_last_layer false is only known to be safe with vit_small (docs/pretraining.md, Small batches)"
+            )
     return RunParts(
         task,
         dataset,

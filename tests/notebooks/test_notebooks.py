@@ -1,6 +1,6 @@
 """Every notebook under notebooks/ runs twice: under nbval (``--nbval-lax``, stored defaults) and under papermill
-with its ``params/<name>/ci.yaml``. Committed notebooks must carry no outputs, must have exactly one
-``parameters`` cell, and its defaults must equal ``ci.yaml`` (environment.md §6, style.md §7-8)."""
+with its ``params/<name>/ci.yaml``. Committed notebooks carry no outputs and exactly one ``parameters`` cell, whose
+values resolve to the same config as ``ci.yaml`` and which papermill can describe (type and help per parameter)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import papermill
 import pytest
-import yaml
+
+from dino_lib.config import load_config, read_yaml, to_dict
+from dino_lib.notebook import config_class, notebook_config
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
@@ -63,14 +66,28 @@ def test_parameters_cell_matches_ci_yaml(nb_path: Path):
     assert len(_parameter_cells(nb_path)) == 1, f"{nb_path.name}: expected exactly one cell tagged 'parameters'"
     ci = _ci_params(nb_path)
     assert ci.is_file(), f"{nb_path.name}: missing {ci.relative_to(REPO)}"
-    expected = yaml.safe_load(ci.read_text()) or {}
+    (cell,) = _parameter_cells(nb_path)
+    source = "".join(cell["source"])
+    assert source.lower().startswith("# parameters"), f"{nb_path.name}: the parameters cell starts with '# Parameters'"
     defaults = _parameter_defaults(nb_path)
-    assert defaults == expected, (
-        f"{nb_path.name}: parameters cell defaults differ from {ci.relative_to(REPO)}:\n"
-        f"  only in notebook/different: { {k: v for k, v in defaults.items() if expected.get(k, object()) != v} }\n"
-        f"  only in ci.yaml/different: { {k: v for k, v in expected.items() if defaults.get(k, object()) != v} }"
-    )
     assert "output_dir" in defaults, f"{nb_path.name}: every notebook takes an 'output_dir' parameter"
+    cls = config_class(nb_path.stem)
+    from_cell = to_dict(notebook_config(cls, defaults, history=[source, ""], logging_level=None))
+    from_ci = to_dict(load_config(cls, ci))
+    diff = {k: (from_cell[k], from_ci[k]) for k in from_cell if from_cell[k] != from_ci[k]}
+    assert not diff, f"{nb_path.name}: parameters cell and {ci.relative_to(REPO)} differ (cell, ci.yaml): {diff}"
+
+
+@pytest.mark.parametrize("nb_path", NOTEBOOKS, ids=NB_IDS)
+def test_papermill_describes_every_parameter(nb_path: Path):
+    """``papermill --help-notebook`` shows a type and a help text for each parameter; none is hidden config-wise."""
+    described = papermill.inspect_notebook(str(nb_path))
+    assert set(described) == set(_parameter_defaults(nb_path)), f"{nb_path.name}: papermill cannot parse every line"
+    vague = [n for n, p in described.items() if p["inferred_type_name"] in ("None", "") or not p["help"]]
+    assert not vague, f"{nb_path.name}: parameters without a type annotation or a help comment: {vague}"
+    assert "overrides" in described, f"{nb_path.name}: every notebook takes an 'overrides' dict for the other keys"
+    hidden = {"dtype", "amp", "score_dtype", "precision"} & set(described)
+    assert not hidden, f"{nb_path.name}: precision keys belong in 'overrides', not the parameters cell: {hidden}"
 
 
 def _env() -> dict[str, str]:
@@ -103,7 +120,8 @@ def test_notebook_runs_with_papermill_ci_params(nb_path: Path, tmp_path: Path, i
     errors = [o for c in executed["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors, f"{nb_path.name}: error outputs in the executed notebook: {errors[:1]}"
     injected = [c for c in executed["cells"] if "injected-parameters" in c.get("metadata", {}).get("tags", [])]
-    assert len(injected) == 1, "papermill did not inject the ci.yaml parameters"
+    expected = 1 if read_yaml(_ci_params(nb_path)) else 0  # an empty ci.yaml (all defaults) injects nothing
+    assert len(injected) == expected, "papermill did not inject the ci.yaml parameters"
 
 
 @pytest.mark.notebook
@@ -130,3 +148,15 @@ def test_notebook_passes_nbval_lax(nb_path: Path, tmp_path: Path, isolated_home:
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=900)
     assert proc.returncode == 0, f"nbval failed on {nb_path.name}:\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
+
+
+@pytest.mark.notebook
+def test_misspelled_papermill_parameter_stops_the_notebook(tmp_path: Path, isolated_home: Path):
+    nb_path = REPO / "notebooks" / "attention_maps.ipynb"
+    out = tmp_path / "typo.ipynb"
+    cmd = [sys.executable, "-m", "papermill", str(nb_path), str(out), "-k", "python3", "-f", str(_ci_params(nb_path))]
+    cmd += ["-p", "treshold", "0.3", "--cwd", str(tmp_path), "--no-progress-bar"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=600)
+    assert proc.returncode != 0, "papermill accepted a misspelled parameter"
+    assert "did you mean 'threshold'" in proc.stdout + proc.stderr
+    assert not (tmp_path / "runs").exists(), "the notebook wrote outputs before rejecting its parameters"

@@ -98,7 +98,13 @@ def _wait_changed(image_locator, before: str, timeout: float = 60.0) -> str:
 
 def test_attention_explorer_in_jupyterlab(tmp_path: Path, isolated_home: Path):
     chromium = shutil.which("chromium")
-    assert chromium, "no 'chromium' on PATH: run `bash tools/install_browser.sh` (make test does this)"
+    if not chromium:
+        reason = (
+            "no 'chromium' on PATH: install it (bash tools/install_browser.sh, which make test runs) to run this test"
+        )
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"{reason}; CI requires the browser tests")
+        pytest.skip(f"{reason} (skipped outside CI; CI=true makes it a failure)")
     from playwright.sync_api import expect, sync_playwright
 
     root = tmp_path / "lab"
