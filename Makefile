@@ -28,10 +28,12 @@ demo: $(STAMP)
 	$(PY) -m dino_lib.demo --out runs/demo
 
 # JupyterLab from .venv on 127.0.0.1 (token-protected: open the printed URL), opened at notebooks/. Progress bars and
-# inline figures stay on: the TQDM_DISABLE / MPLBACKEND exports above are for batch runs only.
+# inline figures stay on: the TQDM_DISABLE / MPLBACKEND exports above are for batch runs only. Extra server options:
+# make lab LAB_ARGS="--port 8899 --no-browser" (as root, e.g. in a container, Jupyter also needs --allow-root).
+LAB_ARGS ?=
 lab: $(STAMP)
 	env -u TQDM_DISABLE -u MPLBACKEND $(PY) -m jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=$(CURDIR) \
-		--LabApp.default_url=/lab/tree/notebooks
+		--LabApp.default_url=/lab/tree/notebooks $(LAB_ARGS)
 
 # Without Chromium (and no way to install it) the browser test is reported as skipped with the reason;
 # with CI=true (set by .ci/run) a missing browser fails the run instead.

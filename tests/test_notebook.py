@@ -85,3 +85,21 @@ def test_config_class_names_every_notebook():
     assert config_class("pretrain") is TrainConfig
     with pytest.raises(KeyError, match="no notebook named 'attention'"):
         config_class("attention")
+
+
+def test_notebook_logging_sends_info_to_stdout_and_warnings_to_stderr(capsys):
+    import logging
+
+    from dino_lib.notebook import setup_notebook_logging
+
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    try:
+        setup_notebook_logging()
+        logging.getLogger("dino_lib.test").info("an info line")
+        logging.getLogger("dino_lib.test").warning("a warning line")
+        out, err = capsys.readouterr()
+        assert "an info line" in out and "an info line" not in err  # Jupyter shows stderr in red
+        assert "a warning line" in err and "a warning line" not in out
+    finally:
+        root.handlers[:], root.level = saved[0], saved[1]
