@@ -75,9 +75,8 @@ def test_accumulation_under_two_processes(tmp_path):
 
     states = {}
     for steps in (1, 2):
-        cfg = dict(
-            TINY, **EXACT, optimizer="sgd", lr=0.5, accumulate_steps=steps, output_dir=str(tmp_path / f"a{steps}")
-        )
+        run = str(tmp_path / f"a{steps}")
+        cfg = dict(TINY, **EXACT, optimizer="sgd", lr=0.5, accumulate_steps=steps, max_images=16, output_dir=run)
         path = tmp_path / f"a{steps}.yaml"
         path.write_text(yaml.safe_dump(cfg))
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
@@ -85,7 +84,8 @@ def test_accumulation_under_two_processes(tmp_path):
         env = dict(os.environ, OMP_NUM_THREADS="1")
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-        states[steps] = safe_torch_load(tmp_path / f"a{steps}" / "checkpoint.pth")
+        states[steps] = safe_torch_load(Path(run) / "checkpoint.pth")
+        assert states[steps]["iteration"] == 2  # 16 images, 2 processes x 4: two updates
     _assert_close_states(states[1], states[2], atol=1e-5)
 
 
