@@ -37,6 +37,7 @@ def _assert_close_states(a: dict, b: dict, atol: float, skip_key_bias: bool = Fa
             torch.testing.assert_close(x, y, rtol=0, atol=atol, msg=f"{part} {key}")
 
 
+@pytest.mark.slow
 def test_micro_batches_give_the_update_of_the_whole_batch(tiny_cfg, tmp_path):
     """Three AdamW iterations of batch 4 against the same iterations as 2 x 2 and 4 x 1 micro-batches (same
     crops: augmentations depend on the seed and the image index only)."""
@@ -57,6 +58,35 @@ def test_micro_batches_give_the_same_gradients(tiny_cfg, tmp_path):
     _assert_close_states(whole, accumulated, atol=1e-5)
     drift = whole["student"]["module.backbone.blocks.0.attn.qkv.weight"]
     assert (drift - whole["teacher"]["backbone.blocks.0.attn.qkv.weight"]).abs().max() > 1e-5
+
+
+@pytest.mark.ddp
+@pytest.mark.slow
+def test_accumulation_under_two_processes(tmp_path):
+    """torchrun with 2 gloo processes: micro-batches (gradients all-reduced once per batch, centre averaged over
+    both processes and all micro-batches) give the update of whole batches."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    from .conftest import TINY
+
+    states = {}
+    for steps in (1, 2):
+        run = str(tmp_path / f"a{steps}")
+        cfg = dict(TINY, **EXACT, optimizer="sgd", lr=0.5, accumulate_steps=steps, max_images=16, output_dir=run)
+        path = tmp_path / f"a{steps}.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+        cmd += ["-m", "dino_lib.train", "--config", str(path)]
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        states[steps] = safe_torch_load(Path(run) / "checkpoint.pth")
+        assert states[steps]["iteration"] == 2  # 16 images, 2 processes x 4: two updates
+    _assert_close_states(states[1], states[2], atol=1e-5)
 
 
 def test_centre_is_the_mean_over_the_whole_batch():
