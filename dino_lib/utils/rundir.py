@@ -138,8 +138,7 @@ class RunFolder:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "unknown process"
-            os.close(fd)
-            self._cleanup(failed=True)
+            os.close(fd)  # nothing else to undo: the folder and everything in it belong to the running run
             raise _error(
                 self.key,
                 f"{self.path} is in use by another run ({holder.replace(chr(10), ', ')}); wait for it to finish, "

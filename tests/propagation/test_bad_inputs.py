@@ -72,3 +72,20 @@ def test_truncated_frame_is_named_before_any_work(davis_copy, tmp_path, twin, cl
     out = tmp_path / "out"
     code, err = twin("propagation", *_davis_argv(davis_copy, out))
     clean_failure(code, err, frame.name, "cannot read the image", out=out)
+
+
+def test_manifest_left_running_is_reported_and_resumed(tmp_path, twin, caplog, sample_paths):
+    import json
+    import logging
+
+    out = tmp_path / "out"
+    argv = ["--config", CI, f"output_dir={out}", "max_frames=3"]
+    assert twin("propagation", *argv)[0] == 0
+    manifest = next(out.glob("*/manifest.json"))
+    state = json.loads(manifest.read_text())
+    assert state["status"] == "complete"
+    manifest.write_text(json.dumps({**state, "status": "running"}))  # as left by a kill -9
+    with caplog.at_level(logging.WARNING):
+        assert twin("propagation", *argv)[0] == 0
+    assert "stopped before finishing (manifest status 'running'); resuming it" in caplog.text
+    assert json.loads(manifest.read_text())["status"] == "complete"

@@ -50,13 +50,22 @@ def test_failed_rerun_never_touches_a_good_run(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["config.yaml"] and (out / "config.yaml").read_text() == good
 
 
-def test_second_run_on_a_folder_is_refused_and_names_the_first(tmp_path):
+def test_second_run_on_a_folder_is_refused_and_names_the_first(tmp_path, monkeypatch):
     out = tmp_path / "run"
     with RunFolder(out):
         assert f"pid={os.getpid()}" in (out / LOCK_NAME).read_text()
-        with pytest.raises(OutputDirError, match=rf"in use by another run \(host=.*pid={os.getpid()}"), RunFolder(out):
+        second = RunFolder(out)
+        acquire = RunFolder._acquire
+
+        def first_run_writes_meanwhile(self):
+            (out / "written_by_the_first_run.txt").write_text("x")  # after the second run listed the folder
+            acquire(self)
+
+        monkeypatch.setattr(RunFolder, "_acquire", first_run_writes_meanwhile)
+        with pytest.raises(OutputDirError, match=rf"in use by another run \(host=.*pid={os.getpid()}"), second:
             pass
-        assert (out / LOCK_NAME).is_file()  # the refused run did not remove the holder's lock
+        assert (out / LOCK_NAME).is_file()  # the refused run did not remove the holder's lock...
+        assert (out / "written_by_the_first_run.txt").is_file()  # ...nor its outputs
     assert not (out / LOCK_NAME).exists()
 
 
