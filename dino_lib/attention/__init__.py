@@ -1,4 +1,4 @@
-"""Self-attention maps of ViTs: extraction, mass thresholding, pre-processing geometry, videos (attention.md).
+"""Self-attention maps of ViTs: extraction, mass thresholding, pre-processing geometry, videos (docs/attention.md).
 
     from dino_lib.attention import attention_maps, mass_threshold, preprocess
     x, picture, geometry = preprocess("cat.jpg", patch_size=8, image_size=480)
@@ -30,7 +30,7 @@ from dino_lib.attention.threshold import (
 )
 from dino_lib.attention.video import VideoResult, attention_video, video_fps, video_frames
 
-# HIPT hierarchical heat maps (hierarchical.md §12) are re-exported below.
+# HIPT hierarchical heat maps are re-exported below.
 
 __all__ = [
     "AttentionCapture",

@@ -1,8 +1,8 @@
 """Parameters of the attention-map pipeline (notebook ``attention_maps`` and ``python -m dino_lib.attention``).
 
 Names follow the reference scripts ``visualize_attention.py`` / ``video_generation.py`` where one exists (``arch``,
-``patch_size``, ``pretrained_weights``, ``checkpoint_key``, ``image_size``, ``output_dir``, ``threshold``; attention.md
-§4-5). Data paths accept ``sample:<set>`` (see :func:`dino_lib.sample_data.resolve_data_path`).
+``patch_size``, ``pretrained_weights``, ``checkpoint_key``, ``image_size``, ``output_dir``, ``threshold``).
+Data paths accept ``sample:<set>`` (see :func:`dino_lib.sample_data.resolve_data_path`).
 """
 
 from __future__ import annotations

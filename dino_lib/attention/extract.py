@@ -1,4 +1,4 @@
-"""CLS-to-patch (or patch-to-patch) self-attention maps of any block of a ViT (attention.md §1, §7, §8; ATT-01).
+"""CLS-to-patch (or patch-to-patch) self-attention maps of any block of a ViT.
 
 The reference quantity: block l's softmax attention ``softmax(q kᵀ · d^-1/2)`` computed on LN1 of the block's input,
 row of the query token, patch columns only, reshaped row-major to the ``(h, w)`` grid. The forward pass runs the
@@ -140,7 +140,7 @@ def attention_maps(
     dtype: torch.dtype | None = None,
     query_chunk: int = 256,
 ) -> AttentionMaps:
-    """Attention maps of one batch of same-size images (ATT-01).
+    """Attention maps of one batch of same-size images.
 
     Args:
         model: a DINO or timm ViT (any number of prefix/register tokens).
@@ -207,7 +207,7 @@ def selfattention(
 ) -> torch.Tensor:
     """Full softmax attention ``(B, heads, T, T)`` of one block (the reference ``get_selfattention``), any ViT.
 
-    Warns when the matrix exceeds ``budget_mb`` (ATT-08); prefer :func:`attention_maps` for maps.
+    Warns when the matrix exceeds ``budget_mb``; prefer :func:`attention_maps` for maps.
     """
     _check_vit(model)
     (index,) = _resolve_layers([layer], len(model.blocks))

@@ -1,4 +1,4 @@
-"""Hierarchical (HIPT) attention heat maps for one region (hierarchical.md §12, attention.md §6, HIE-15).
+"""Hierarchical (HIPT) attention heat maps for one region (docs/hierarchical.md).
 
 Two levels of last-block CLS attention, per head:
 
@@ -140,7 +140,7 @@ def hipt_heatmaps(
     tile_shifts: Sequence[int] | None = None,
     region_shifts: Sequence[int] | None = None,
 ) -> HIPTHeatmaps:
-    """Tile- and region-level heat maps of one region image, shift-averaged (§12).
+    """Tile- and region-level heat maps of one region image, shift-averaged.
 
     Args:
         composer: stage-1 encoder + region ViT (:func:`dino_lib.hierarchical.composer.load_hipt`).
@@ -186,7 +186,7 @@ def hipt_heatmaps(
 
 
 def blend_levels(maps: HIPTHeatmaps, tile_head: int, region_head: int, mode: str = "mean") -> np.ndarray:
-    """Factorised map of one (region head, tile head) pair (§12.4): pass-count-weighted mean, or product."""
+    """Factorised map of one (region head, tile head) pair: pass-count-weighted mean, or product."""
     tile = maps.tile_maps[tile_head]
     if maps.region_maps is None:
         return tile
@@ -200,7 +200,7 @@ def blend_levels(maps: HIPTHeatmaps, tile_head: int, region_head: int, mode: str
 
 
 def stitch_slide(maps: Sequence[np.ndarray], coords: Sequence[tuple[int, int]], *, scale: int) -> np.ndarray:
-    """Whole-slide map from per-region maps ``(..., h, w)`` at level-0 top-left ``(x, y)`` (HIE-15).
+    """Whole-slide map from per-region maps ``(..., h, w)`` at level-0 top-left ``(x, y)``.
 
     Region ``i`` covers ``[y / scale, y / scale + h) x [x / scale, x / scale + w)`` of the canvas; overlapping
     regions are averaged and pixels covered by no region are NaN (background).

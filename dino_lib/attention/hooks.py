@@ -1,4 +1,4 @@
-"""Capture attention probabilities from outside ``forward`` with hooks (attention.md §7, design items 2-3; ATT-02).
+"""Capture attention probabilities from outside ``forward`` with hooks.
 
 Fused SDPA never materialises the probabilities, so :func:`capture_attention` temporarily switches only the
 requested blocks to timm's explicit path (``attn.fused_attn = False``) and hooks the *input* of their attention

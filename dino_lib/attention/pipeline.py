@@ -1,6 +1,6 @@
-"""The attention-map pipeline shared by the notebook and ``python -m dino_lib.attention`` (attention.md §4, §5, §9).
+"""The attention-map pipeline shared by the notebook and ``python -m dino_lib.attention`` (docs/attention.md).
 
-``load_model`` builds the ViT and loads local weights (never downloads; a missing file is an error, ATT-07);
+``load_model`` builds the ViT and loads local weights (never downloads; a missing file is an error);
 ``compute_image_maps`` pre-processes images and extracts maps in batches of equal-size inputs; ``run_attention``
 writes, per image, the reference files plus head-grid and mask figures, and the attention video.
 """

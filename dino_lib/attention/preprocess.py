@@ -1,6 +1,6 @@
-"""Image pre-processing for attention maps and the geometry that maps patch grids back to pixels (attention.md §2).
+"""Image pre-processing for attention maps and the geometry that maps patch grids back to pixels.
 
-Two presets (ATT-03):
+Two presets:
 
 * ``"reference"`` (``dino_v1_visualize``): torchvision ``Resize(image_size)`` (two integers = exact size, distorting
   the aspect ratio; one integer = shorter side), ImageNet normalisation, **top-left crop** to multiples of the patch
@@ -44,7 +44,7 @@ class Geometry:
         grid_hw: patch grid ``(h, w)``.
         patch_size: p.
         pad_hw: rows/columns of padding added at the bottom/right (``"pad"``); 0 for ``"reference"``.
-        cropped_hw: rows/columns dropped at the bottom/right (``"reference"``, defect 3 of §4 made explicit).
+        cropped_hw: rows/columns dropped at the bottom/right (``"reference"``; the reference crops them silently).
     """
 
     original_hw: tuple[int, int]
@@ -117,7 +117,7 @@ def preprocess(
         image: path, Pillow image or uint8 array.
         patch_size: the ViT's patch size.
         image_size: ``None`` keeps the size; an int resizes the shorter side; ``(H, W)`` resizes exactly (the
-            reference default ``(480, 480)`` distorts the aspect ratio, attention.md §4 defect 2).
+            reference default ``(480, 480)`` distorts the aspect ratio).
         mode: ``"reference"`` (top-left crop) or ``"pad"`` (aspect kept, padded).
         mean, std: normalisation of the weights (ImageNet for DINO).
 

@@ -1,4 +1,4 @@
-"""Attention-mass thresholding and up-sampling of maps to the image (attention.md §3; ATT-04).
+"""Attention-mass thresholding and up-sampling of maps to the image.
 
 Reference semantics of ``--threshold f`` (DINO ``visualize_attention.py``): per head, keep the smallest set of most
 attended patches whose mass is at least ``f`` of that head's total patch mass; the patch whose inclusion crosses
@@ -23,7 +23,7 @@ def _flatten(maps: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
 
 
 def mass_threshold(maps: torch.Tensor, fraction: float) -> torch.Tensor:
-    """Boolean masks keeping ``fraction`` of each map's attention mass (the reference algorithm, §3).
+    """Boolean masks keeping ``fraction`` of each map's attention mass (the reference algorithm).
 
     Args:
         maps: ``(..., h, w)`` non-negative attention (each map thresholded on its own).
@@ -73,7 +73,7 @@ def upsample(maps: torch.Tensor, patch_size: int) -> torch.Tensor:
 
 
 def to_image_size(maps: torch.Tensor, geometry: Geometry, *, mode: str = "nearest") -> torch.Tensor:
-    """Up-sample ``(..., h, w)`` grid maps to the picture of ``geometry`` (padding cut off, ATT-03).
+    """Up-sample ``(..., h, w)`` grid maps to the picture of ``geometry`` (padding cut off).
 
     ``mode="nearest"`` is the reference (×p blocks); ``"bilinear"`` gives smooth overlays.
     """

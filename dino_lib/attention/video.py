@@ -1,4 +1,4 @@
-"""Attention-map videos from a video file or a folder of frames (attention.md §5; ATT-06).
+"""Attention-map videos from a video file or a folder of frames.
 
 Differences from the reference ``video_generation.py`` (each a fix of a listed defect):
 

@@ -3,8 +3,7 @@
 Stage 1 is patch-level DINO (:mod:`dino_lib.train`); :mod:`dino_lib.features.regions` turns regions into
 ``[g*g, D]`` tensors with a manifest; :mod:`dino_lib.hierarchical.region_task` trains the region ViT with region-level
 DINO through the same training entry point; :mod:`dino_lib.hierarchical.composer` and
-:mod:`dino_lib.attention.hipt` use both stages on a region image. See ``docs/hierarchical.md`` and
-``spec/hierarchical.md``.
+:mod:`dino_lib.attention.hipt` use both stages on a region image. See ``docs/hierarchical.md``.
 """
 
 from dino_lib.hierarchical.crops import CropSizeError, RegionCrops, derive_crop_sizes, validate_crop_sizes

@@ -1,8 +1,8 @@
-"""HIPT_4K composition: a region image -> tile embeddings -> region embedding (hierarchical.md §6.1, HIE-08).
+"""HIPT_4K composition: a region image -> tile embeddings -> region embedding (Chen et al., 2022).
 
 ``image (3, H, W) -> fit (explicit crop or white pad) -> row-major tiles (g_h * g_w, 3, t, t) -> frozen stage-1
 ViT in batches -> (g_h * g_w, D) -> grid (1, D, g_h, g_w) -> region ViT -> (1, 192)``. Both models are frozen and
-in eval mode; normalisation is the one recorded for the stage-1 encoder (not HIPT's hard-coded 0.5, HIE-03).
+in eval mode; normalisation is the one recorded for the stage-1 encoder (not HIPT's hard-coded 0.5).
 Non-square regions are supported (the region ViT interpolates its positional table); tiles that lie entirely in
 the white padding can be masked out of the region ViT's attention (``mask_padding``).
 """
@@ -38,7 +38,7 @@ def as_image_tensor(image: Any) -> torch.Tensor:
 
 @dataclasses.dataclass
 class HIPTOutput:
-    """Embeddings of one region (§6.1): region CLS, tile CLS, their mean and the 576-d concatenation."""
+    """Embeddings of one region: region CLS, tile CLS, their mean and the 576-d concatenation."""
 
     region: torch.Tensor  # (1, E) region ViT CLS (192)
     tiles: torch.Tensor  # (g_h * g_w, D) row-major tile CLS (384)

@@ -1,11 +1,11 @@
-"""Multi-crop augmentation on token grids for region-level DINO (hierarchical.md §7.1, HIE-09/10).
+"""Multi-crop augmentation on token grids for region-level DINO.
 
 Faithful mode: the ``[g*g, D]`` region tensor is reshaped row-major to ``[D, g, g]``; 2 global crops are random
 ``global_size x global_size`` windows and ``n_local`` local crops random ``local_size`` windows, each drawn
 independently, each horizontally flipped with p = 0.5. Sizes are exact token windows (no resizing); the
 reference derives them as ``int(0.875 * g)`` and ``int(0.375 * g)`` (14 and 6 for g = 16).
 
-Improvements, off by default (HIE-10): vertical flips and 90-degree rotations (tissue has no canonical
+Improvements, off by default: vertical flips and 90-degree rotations (tissue has no canonical
 orientation); sizes validated against the grid with a clear error (``1 <= local < global <= g``).
 """
 

@@ -1,4 +1,4 @@
-"""Region-tensor data set with up-front validation (hierarchical.md §3.2, §11, HIE-01/02/04).
+"""Region-tensor data set with up-front validation (docs/hierarchical.md, Region data set and validation).
 
 Every region is checked **before training** (shape ``[g*g, D]`` for the configured g and D, a plain tensor,
 finite values, readable and not a Git LFS pointer); all problems are collected and reported together, each naming
@@ -54,7 +54,7 @@ def _tensor_of(obj: Any) -> Any:
 
 
 def check_region_tensor(obj: Any, *, g: int, dim: int, name: str, check_finite: bool = True) -> torch.Tensor:
-    """Return the ``[g*g, D]`` tensor in ``obj`` or raise :class:`RegionDataError` saying what is wrong (§11).
+    """Return the ``[g*g, D]`` tensor in ``obj`` or raise :class:`RegionDataError` saying what is wrong.
 
     Recognised mistakes: a wrong grid (e.g. ``[196, 384]`` for g = 16), a non-square tile count, a wrong
     feature dimension, the transposed layout ``[D, g*g]``, a per-slide stack ``[M, g*g, D]``, non-finite values.
@@ -192,7 +192,7 @@ class RegionFeatureDataset(Dataset):
         return kept
 
     def _check_manifest(self, rows: list[dict[str, Any]], where: str) -> None:
-        """Metadata checks before any file is read: g, D and one encoder/normalisation (HIE-03)."""
+        """Metadata checks before any file is read: g, D and one encoder/normalisation."""
         for col, want in (("g", self.g), ("D", self.dim)):
             found = {int(r[col]) for r in rows if int(r.get(col) or 0) > 0}
             if found and found != {want}:
@@ -251,5 +251,5 @@ class RegionFeatureDataset(Dataset):
         t = self.features[index] if self.features is not None else self._read(self.rows[index])
         if self.transform is not None and getattr(self.transform, "accepts_half", False):
             return self.transform(t), index  # e.g. RegionCrops: converts only the cropped tokens to float32
-        t = t.float()  # fp16 on disk, float32 in memory (HIE-01)
+        t = t.float()  # fp16 on disk, float32 in memory
         return (self.transform(t) if self.transform is not None else t), index

@@ -1,6 +1,6 @@
-"""The frozen stage-1 tile encoder: loading, normalisation presets and batched tile embedding (hierarchical.md §4).
+"""The frozen stage-1 tile encoder: loading, normalisation presets and batched tile embedding.
 
-One normalisation is recorded and applied everywhere (HIE-03): the presets name the two behaviours of the
+One normalisation is recorded and applied everywhere: the presets name the two behaviours of the
 references explicitly — ``"imagenet"`` (stage-1 training statistics) and ``"hipt"`` (mean = std = 0.5, HIPT_4K
 inference with the released weights). ``"auto"`` takes what the stage-1 run recorded (its checkpoint or the
 ``config.yaml`` beside it) and falls back to ImageNet, the training default.
@@ -82,7 +82,8 @@ def resolve_normalization(name: str, recorded: Stats | None, source: str = "") -
     ):
         raise ValueError(
             f"normalization {name!r} ({stats}) differs from the one stage 1 was trained with ({recorded}, recorded "
-            f"in {source}); use normalization='auto' so tiles are normalised as in training (HIE-03)"
+            f"in {source}); use normalization='auto' so tiles are normalised as in training "
+            "(docs/hierarchical.md, Region extraction)"
         )
     return stats
 

@@ -1,4 +1,4 @@
-"""The region-feature manifest: one CSV row per region tensor (hierarchical.md HIE-01, HIE-02).
+"""The region-feature manifest: one CSV row per region tensor.
 
 Columns (``MANIFEST_COLUMNS``): ``region_id``, ``slide_id``, ``x``, ``y`` (level-0 top-left, pixels),
 ``region_size`` and ``tile_size`` (pixels; ``g = region_size / tile_size`` per side), ``g``, ``D``,

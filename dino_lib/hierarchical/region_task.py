@@ -1,4 +1,4 @@
-"""Region-level DINO as a training task (hierarchical.md §7, HIE-09/10/11).
+"""Region-level DINO as a training task (docs/hierarchical.md).
 
 ``python -m dino_lib.train --config FILE`` with ``task: regions`` calls :func:`build_region_task`: the region
 tensors are validated up front (:class:`~dino_lib.hierarchical.dataset.RegionFeatureDataset`), the crops are
@@ -58,7 +58,7 @@ def _manifest_path(data_path: Path) -> Path | None:
 
 
 def resolve_region_config(region: dict[str, Any] | RegionTaskConfig, data_path: str | Path) -> RegionTaskConfig:
-    """Validate the ``region`` mapping and fill g / input_dim from the manifest; check the crop sizes (§7.1)."""
+    """Validate the ``region`` mapping and fill g / input_dim from the manifest; check the crop sizes."""
     cfg = region if isinstance(region, RegionTaskConfig) else from_dict(RegionTaskConfig, region, prefix="region.")
     path = resolve_path(data_path)
     manifest = _manifest_path(path)

@@ -1,4 +1,4 @@
-"""Per-slide stacked layout ``[M, g*g, D]`` with a coordinate table (hierarchical.md §3.2, HIE-01).
+"""Per-slide stacked layout ``[M, g*g, D]`` with a coordinate table.
 
 Data sets with many regions are far easier to move and read as one file per slide. A stack file holds
 ``{"features": (M, g*g, D) fp16, "coords": (M, 2) int64 (x, y), "region_ids": [...], ...metadata}`` and the

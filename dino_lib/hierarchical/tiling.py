@@ -1,11 +1,11 @@
-"""Region tiling and the row-major region-tensor ordering contract (hierarchical.md §3.2, §4.1).
+"""Region tiling and the row-major region-tensor ordering contract.
 
 A region image of ``H x W`` pixels is cut into ``g_h x g_w`` tiles of ``tile_size`` pixels. Tile ``k`` of the
 sequence is the tile at grid row ``r`` (image y from ``r * t`` to ``(r + 1) * t``) and column ``c`` with
-``k = r * g_w + c`` (HIE-01). Every function here keeps that order, so image -> tiles -> sequence -> grid ->
+``k = r * g_w + c``. Every function here keeps that order, so image -> tiles -> sequence -> grid ->
 tokens -> image round-trips exactly.
 
-Unlike the references, a side that is not a multiple of the tile size is never truncated silently (HIE-05):
+Unlike the references, a side that is not a multiple of the tile size is never truncated silently:
 :func:`fit_region` raises, centre-crops, or pads with white on the bottom/right, as the caller chooses.
 """
 

@@ -1,5 +1,5 @@
 """Segmentation metrics: semantic IoU family (per class, mIoU over present classes, fw-IoU, pixel accuracy, decay
-over frames since the last label, the fork-compatible number) and DAVIS J&F (propagation.md §6; docs/metrics.md).
+over frames since the last label, the fork-compatible number) and DAVIS J&F (docs/metrics.md).
 
 Entry points: :func:`evaluate_semantic` / :func:`evaluate_davis` (folders -> per-frame results),
 :func:`semantic_report` / :func:`davis_report` (results -> pandas tables), :func:`run_metrics` (the whole step from

@@ -14,7 +14,7 @@ __all__ = ["MetricsConfig"]
 
 @dataclasses.dataclass
 class MetricsConfig:
-    """Parameters of a metrics run (propagation.md §6, §12)."""
+    """Parameters of a metrics run (docs/metrics.md)."""
 
     # inputs
     predictions: str | None = param(None, help="PRED folder (PRED/<run>/<frame>.png); null = make a demo stand-in")

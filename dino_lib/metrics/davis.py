@@ -1,4 +1,4 @@
-"""DAVIS 2017 semi-supervised J&F, re-implemented from the official definitions (propagation.md §6.2).
+"""DAVIS 2017 semi-supervised J&F, re-implemented from the official definitions.
 
 Region similarity J is the IoU of binary object masks (1 when the union is empty). Contour accuracy F is the
 F-measure of boundary pixels matched within a tolerance: boundaries come from a ``seg2bmap``-style thinning (each
@@ -45,7 +45,7 @@ BOUND_TH = 0.008  # boundary tolerance as a fraction of the image diagonal (offi
 
 
 def seg2bmap(mask: np.ndarray) -> np.ndarray:
-    """One-pixel boundary map of a binary mask (the classic ``seg2bmap`` thinning, propagation.md §6.2 step 1).
+    """One-pixel boundary map of a binary mask (the classic ``seg2bmap`` thinning).
 
     A pixel is on the boundary when it differs from its right (east), bottom (south) or bottom-right (south-east)
     neighbour, with neighbours outside the image taken as background. The last row only compares with the right
@@ -100,7 +100,7 @@ def jaccard(pred: np.ndarray, gt: np.ndarray) -> float:
 
 
 def f_measure(pred: np.ndarray, gt: np.ndarray, bound_th: float = BOUND_TH) -> float:
-    """Contour accuracy F of two binary masks (propagation.md §6.2 steps 1-4).
+    """Contour accuracy F of two binary masks (the official boundary measure).
 
     Precision = share of predicted boundary pixels within the tolerance of the GT boundary; recall = share of GT
     boundary pixels within the tolerance of the predicted boundary; F = 2PR / (P + R). Edge cases: both boundaries
@@ -142,7 +142,7 @@ def evaluate_sequence(
     bound_th: float = BOUND_TH,
     name: str = "sequence",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-object, per-frame J and F of one sequence with the official frame and object conventions (§6.2).
+    """Per-object, per-frame J and F of one sequence with the official frame and object conventions.
 
     Objects are ids 1..N with N = the maximum id of the **first** GT frame; GT void (255) counts as background; the
     first and last frames are not evaluated. A predicted id above N is an error (the official evaluator aborts).
@@ -194,7 +194,7 @@ class SeriesStats:
 
 
 def series_statistics(values: np.ndarray, *, n_bins: int = 4, uint8_bin_ids: bool = False) -> SeriesStats:
-    """Official statistics of a per-frame series (§6.2).
+    """Official statistics of a per-frame series.
 
     * mean = NaN-mean of the values;
     * recall = mean of (value > 0.5);

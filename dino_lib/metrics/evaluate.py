@@ -1,4 +1,4 @@
-"""Evaluate prediction folders of semantic driving runs against ground truth (propagation.md §6.1).
+"""Evaluate prediction folders of semantic driving runs against ground truth.
 
 DAVIS folders are evaluated by :mod:`dino_lib.metrics.evaluate_davis`.
 
@@ -38,7 +38,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 @dataclasses.dataclass
 class SemanticOptions:
-    """Options of the semantic evaluation (defaults = propagation.md §6.1 recommended mode).
+    """Options of the semantic evaluation (the defaults are the recommended mode; see docs/metrics.md).
 
     Attributes:
         num_classes: class ids 0 .. num_classes-1 (27 for the driving runs).
@@ -186,7 +186,7 @@ def evaluate_semantic_run(
     opts: SemanticOptions | None = None,
     image_dir: Path | None = None,
 ) -> RunResult:
-    """Evaluate one run: validate and pair frames, accumulate per-frame confusion matrices (§6.1)."""
+    """Evaluate one run: validate and pair frames, accumulate per-frame confusion matrices."""
     opts = opts or SemanticOptions()
     gt_files = io.list_frames(gt_dir)
     if not gt_files:

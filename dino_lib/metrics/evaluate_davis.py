@@ -1,4 +1,4 @@
-"""Evaluate DAVIS-layout results folders with the official semi-supervised J&F conventions (propagation.md §6.2)."""
+"""Evaluate DAVIS-layout results folders with the official semi-supervised J&F conventions."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def evaluate_davis(
     bound_th: float = davis_lib.BOUND_TH,
     missing: Literal["error", "intersect"] = "error",
 ) -> list[DavisResult]:
-    """Semi-supervised DAVIS evaluation of ``predictions/<video>/<frame>.png`` (§6.2).
+    """Semi-supervised DAVIS evaluation of ``predictions/<video>/<frame>.png``.
 
     Every GT frame except the first and last needs a prediction of the GT size (``missing=intersect`` evaluates
     only the videos whose predictions are complete, with a warning, instead of raising).

@@ -1,4 +1,4 @@
-"""Reading ground truth, predictions, soft probabilities and run manifests, with validation (propagation.md §12).
+"""Reading ground truth, predictions, soft probabilities and run manifests, with validation.
 
 Layouts:
 

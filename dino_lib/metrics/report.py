@@ -1,4 +1,4 @@
-"""Metric tables as pandas DataFrames and CSV files (propagation.md §6.1, §6.2, §15 "analysis tools").
+"""Metric tables as pandas DataFrames and CSV files (docs/metrics.md).
 
 Semantic tables (one row per run plus a ``pooled`` row that sums the confusion matrices of all runs):
 
@@ -259,7 +259,7 @@ class DavisReport:
 
 
 def davis_report(results: Sequence[DavisResult], *, uint8_bin_ids: bool = False) -> DavisReport:
-    """Official-style statistics: per object M/R/D of J and F, then means over all objects of all videos (§6.2)."""
+    """Official-style statistics: per object M/R/D of J and F, then means over all objects of all videos."""
     objects, frames = [], []
     for r in results:
         for k in range(r.j.shape[0]):

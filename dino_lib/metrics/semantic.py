@@ -1,13 +1,13 @@
 """Semantic segmentation scores from confusion matrices: per-class IoU, mIoU, fw-IoU, pixel accuracy, decay curves.
 
-Everything is derived from confusion matrices accumulated with one ``np.bincount`` per batch of frames
-(propagation.md §6.1). A confusion matrix here has shape ``(C, C + 1)``: rows are ground-truth classes, columns
+Everything is derived from confusion matrices accumulated with one ``np.bincount`` per batch of frames.
+A confusion matrix here has shape ``(C, C + 1)``: rows are ground-truth classes, columns
 predicted classes, and the extra last column counts pixels whose prediction is the ignore id (or any id outside
 ``0 .. C-1``). Ground-truth ignore pixels are never counted. Keeping the extra column lets one matrix serve both
-definitions of the spec:
+definitions:
 
 * the default scores count a predicted ignore as an error (a false negative of the ground-truth class), so
-  predicting "ignore" is never rewarded (PRP-03);
+  predicting "ignore" is never rewarded;
 * the fork-compatible number (``anthonyhu/dino``, torchmetrics 0.6 ``IoU`` with 27 classes) drops those pixels, which
   is the same as discarding the extra column before computing the scores.
 """
@@ -73,7 +73,7 @@ def frame_confusions(
             column.
         num_classes: C.
         ignore_index: ground-truth id that is not scored.
-        drop_pred_ignore: also exclude pixels predicted as ``ignore_index`` (the fork's metric, §6.1).
+        drop_pred_ignore: also exclude pixels predicted as ``ignore_index`` (the fork's metric).
 
     Returns:
         int64 array (N, C, C + 1) (or (C, C + 1) for a single frame); rows = GT class, columns = predicted class,
@@ -107,7 +107,7 @@ def confusion_matrix(gt: np.ndarray, pred: np.ndarray, num_classes: int, **kwarg
 
 @dataclasses.dataclass(frozen=True)
 class IoUScores:
-    """Scores of one confusion matrix (propagation.md §6.1).
+    """Scores of one confusion matrix.
 
     Attributes:
         iou: per-class IoU (C,), NaN where the class is absent from both GT and prediction (empty union).
@@ -168,7 +168,7 @@ def miou_fork(cm: np.ndarray, num_classes: int | None = None) -> float:
 
     Pixels predicted as ignore are dropped (the extra column is discarded), a class with an empty union scores 0
     (torchmetrics' ``absent_score``) and the unweighted mean runs over **all** ``num_classes`` classes. The caller
-    accumulates ``cm`` over every frame of the run, annotated frames included (§6.1). This number is capped at
+    accumulates ``cm`` over every frame of the run, annotated frames included. This number is capped at
     (present classes) / num_classes even for perfect predictions; always report it labelled as the fork number.
     """
     c = cm.shape[0]

@@ -1,4 +1,4 @@
-"""Label propagation through videos with frozen backbone features (propagation.md; docs/propagation.md).
+"""Label propagation through videos with frozen backbone features (docs/propagation.md).
 
 One core for DAVIS instance propagation and semantic driving runs: per-frame features from any backbone, anchors
 plus a queue of recent soft predictions, cosine affinity with temperature, joint top-k over all contexts, a sparse

@@ -1,11 +1,10 @@
-"""Feature extractors for propagation: ``(B, 3, H, W) -> (B, D, h, w)`` with stride and normalisation attached
-(propagation.md PRP-10, §4.8).
+"""Feature extractors for propagation: ``(B, 3, H, W) -> (B, D, h, w)`` with stride and normalisation attached.
 
 * ``vit_tiny|vit_small|vit_base[_patch8|_patch16]``: our DINO ViTs; features = output of block ``layer`` through
-  the final LayerNorm, CLS dropped (``get_intermediate_layers(x, n=1)`` for the last block, §3 step 5); weights from
-  a DINO checkpoint (``teacher`` or ``student``) or backbone-only file.
+  the final LayerNorm, CLS dropped (``get_intermediate_layers(x, n=1)`` for the last block, as DINO's DAVIS
+  script); weights from a DINO checkpoint (``teacher`` or ``student``) or backbone-only file.
 * ``mae_vit_base_patch16`` (also ``_large_patch16``, ``_huge_patch14``): MAE encoder, all blocks, no masking, final
-  norm, CLS dropped (§4.8); the fixed 2-D sin-cos table is **regenerated** for the new grid (``sincos``) or
+  norm, CLS dropped; the fixed 2-D sin-cos table is **regenerated** for the new grid (``sincos``) or
   interpolated bicubically with the DINO +0.1 rule as the fork did (``interpolate``).
 * ``timm:<name>``: any timm ViT built with ``dynamic_img_size=True`` from a local weights file;
   ``forward_intermediates`` at ``layer`` with the final norm; prefix tokens (CLS, registers) stripped;
@@ -14,7 +13,7 @@
   the CRW "res4" cut); stride measured from the cut graph.
 
 Random initialisation (no ``pretrained_weights``) is allowed for tests and logged as a warning; a missing file is an
-error and nothing is ever downloaded (§5 item 10).
+error and nothing is ever downloaded.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Parameter names follow the reference scripts where one exists (``arch``, ``patch_size``, ``pretrained_weights``,
 ``checkpoint_key``, ``output_dir``, ``data_path``, ``n_last_frames``, ``size_mask_neighborhood``, ``topk``,
-``refresh_label_interval``); the temperature, hard-coded to 0.1 in the reference, is exposed (propagation.md §3).
+``refresh_label_interval``); the temperature, hard-coded to 0.1 in the reference, is exposed.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class PropagationConfig:
     ignore_id: int = param(255, ge=0, le=255)
     ignore_handling: str = param("zero_mass", choices=["zero_mass", "as_class"])
     num_classes: int | None = param(None, ge=1, help="driving: 27 by default; ids above are errors")
-    # bad-input policies (propagation.md §12)
+    # bad-input policies (docs/propagation.md, Bad input)
     unknown_ids: str = param("error", choices=["error", "ignore"])
     label_size_mismatch: str = param("error", choices=["error", "resize"])
     frame_size_mismatch: str = param("error", choices=["error", "resize"])

@@ -1,17 +1,17 @@
-"""The propagation core: sparse neighbourhood affinity, joint top-k, soft-label transfer (propagation.md §3, §9).
+"""The propagation core: sparse neighbourhood affinity, joint top-k, soft-label transfer (as in DINO's DAVIS protocol).
 
 For one target frame with L2-normalised features ``F_t`` and context frames ``s`` (anchors plus the queue of recent
 soft predictions) with features ``F_s`` and label maps ``L_s``:
 
-1. score every context cell inside the target cell's window: ``cos(F_t[i], F_s[j])`` (§3 step 7.1-7.3);
-2. keep the ``k`` largest scores over *all* contexts jointly, ties at the k-th value kept (§3 step 7.4);
-3. weights = softmax(score / τ) over the kept set, computed in log space (max subtracted, PRP-12) — equal to the
-   reference's ``exp(s/τ)`` zeroed below the k-th value and column-normalised (§16), without its overflow;
-4. prediction = weighted sum of the context labels (§3 step 7.6); optionally renormalised over the label mass so
-   that ignore cells (all-zero label vectors) carry no vote (PRP-03 ``zero_mass``).
+1. score every context cell inside the target cell's window: ``cos(F_t[i], F_s[j])``;
+2. keep the ``k`` largest scores over *all* contexts jointly, ties at the k-th value kept;
+3. weights = softmax(score / τ) over the kept set, computed in log space (max subtracted) — equal to the
+   reference's ``exp(s/τ)`` zeroed below the k-th value and column-normalised, without its overflow;
+4. prediction = weighted sum of the context labels; optionally renormalised over the label mass so
+   that ignore cells (all-zero label vectors) carry no vote (``zero_mass``).
 
-The windowed path is tiled (:mod:`dino_lib.propagation.neighbourhood`), so no ``(hw, hw)`` matrix is ever built
-(PRP-M2); ``radius=None`` is the unrestricted mode, computed in query chunks under the same memory budget (PRP-M3).
+The windowed path is tiled (:mod:`dino_lib.propagation.neighbourhood`), so no ``(hw, hw)`` matrix is ever built;
+``radius=None`` is the unrestricted mode, computed in query chunks under the same memory budget.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ __all__ = ["PropagationParams", "propagate_frame", "ContextPropagator", "l2_norm
 
 @dataclass(frozen=True)
 class PropagationParams:
-    """Hyper-parameters of one propagation step (defaults: DINO v1, propagation.md §3).
+    """Hyper-parameters of one propagation step (defaults: DINO v1's DAVIS protocol).
 
     Attributes:
         topk: neighbours kept jointly over all contexts.
@@ -37,8 +37,8 @@ class PropagationParams:
         radius: half-width of the neighbourhood in feature cells (``size_mask_neighborhood``); None = no window.
         shape: ``square`` (reference) or ``circle`` (CRW / DINOv3 notebook).
         n_last_frames: length of the queue of recent predictions.
-        renormalise: divide each prediction by its label mass (ignore cells carry zero mass, PRP-03).
-        hard_queue: queue argmax one-hot maps instead of soft ones (PRP-05 option).
+        renormalise: divide each prediction by its label mass (ignore cells carry zero mass).
+        hard_queue: queue argmax one-hot maps instead of soft ones.
         tile: target tile side in cells (speed/memory trade-off only; results do not depend on it).
         memory_budget_mb: bound for one copied row group of a context strip (windowed path) or one query chunk
             of scores (unrestricted path).
@@ -87,7 +87,7 @@ def _sparse_topk(
     """Joint top-k of the last dim as ``(weights, indices)``, each ``(..., kk)``; ties at the k-th value kept.
 
     ``topk(k + 1)`` reveals ties cheaply (the (k+1)-th equals the k-th); only then is ``kk`` widened to the largest
-    number of candidates >= the k-th value, and entries below the k-th value get weight 0 (§3 step 7.4). ``rows``
+    number of candidates >= the k-th value, and entries below the k-th value get weight 0. ``rows``
     (bool, ``scores.shape[:-1]``) marks the rows whose result is used (padding targets are ignored).
     """
     n = scores.shape[-1]
@@ -103,7 +103,7 @@ def _sparse_topk(
         vals, idx = scores.topk(kk, dim=-1)
     keep = (vals >= kth) & torch.isfinite(vals)
     top = torch.where(torch.isfinite(vals[..., :1]), vals[..., :1], torch.zeros_like(vals[..., :1]))
-    weights = torch.exp((vals - top) / temperature) * keep  # log-space softmax over the kept set (PRP-12)
+    weights = torch.exp((vals - top) / temperature) * keep  # log-space softmax over the kept set
     return weights / weights.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(weights.dtype).tiny), idx
 
 
@@ -124,7 +124,7 @@ def _take_rows(table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
 def _propagate_windowed(
     target: torch.Tensor, ctx_feats: torch.Tensor, ctx_labels: torch.Tensor, params: PropagationParams
 ) -> torch.Tensor:
-    """Tiled windowed propagation over regions clipped to the grid (PRP-M2).
+    """Tiled windowed propagation over regions clipped to the grid, never a full ``(hw, hw)`` matrix.
 
     Contexts are laid out ``(h, n_ctx, w, D)``: a column strip of it, copied once, holds every region of the tiles
     in that strip as a contiguous row range ``(region_h, n_ctx, region_w, D)``, so each tile costs one plain matmul
@@ -187,7 +187,7 @@ def _propagate_windowed(
 def _propagate_global(
     target: torch.Tensor, ctx_feats: torch.Tensor, ctx_labels: torch.Tensor, params: PropagationParams
 ) -> torch.Tensor:
-    """Query-chunked full affinity (PRP-M3); with a radius, the window is applied as an additive mask. Used for
+    """Query-chunked full affinity; with a radius, the window is applied as an additive mask. Used for
     the unrestricted mode and for grids so small that a window region would cover the whole grid anyway."""
     n_ctx, d, h, w = ctx_feats.shape
     c = ctx_labels.shape[1]
@@ -239,7 +239,7 @@ def propagate_frame(
 
 
 class ContextPropagator:
-    """Anchors (annotated frames, always in the context) plus a FIFO queue of recent soft predictions (§3 step 8).
+    """Anchors (annotated frames, always in the context) plus a FIFO queue of recent soft predictions.
 
     Entries are ``(frame index, features (D, h, w), labels (C, h, w))``; the index only serves bookkeeping (resume).
     Label channels may grow when a later anchor brings new ids (continuous re-anchoring): existing maps are padded

@@ -1,4 +1,4 @@
-"""Batched per-frame feature extraction with an on-disk cache (propagation.md PRP-M6).
+"""Batched per-frame feature extraction with an on-disk cache.
 
 Features are extracted for ``batch_size`` frames at a time, L2-normalised (propagation only uses cosine
 similarities) and optionally stored as fp16 ``.npy`` files under ``cache_dir/<extractor key>/<frame key>.npy``.

@@ -1,10 +1,10 @@
-"""Frame geometry, frame pre-processing and prediction decoding (propagation.md PRP-06).
+"""Frame geometry, frame pre-processing and prediction decoding.
 
 Default mode ("resize", DINOv3 style): each side is scaled (optionally to a short side) and rounded **up** to a
 multiple of the stride, so the feature grid covers the whole image exactly; labels are sampled at cell centres in
 native pixels and soft predictions are resized bilinearly straight back to the native size. This fixes the
-reference's misregistration (§5 item 7) without the 64-px flooring of the DAVIS protocol, which lives in
-:mod:`dino_lib.propagation.parity`.
+reference's misregistration (features covering only the top-left multiple of the patch size) without the 64-px
+flooring of the DAVIS protocol, which lives in :mod:`dino_lib.propagation.parity`.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class FrameGeometry:
 
 
 def resize_geometry(native_hw: tuple[int, int], stride: int, short_side: int | None = None) -> FrameGeometry:
-    """Resize to an optional short side, each side rounded up to a multiple of ``stride`` (PRP-06)."""
+    """Resize to an optional short side, each side rounded up to a multiple of ``stride``."""
     h, w = native_hw
     scale = 1.0 if short_side is None else short_side / min(h, w)
     ih, iw = math.ceil(round(h * scale, 6) / stride) * stride, math.ceil(round(w * scale, 6) / stride) * stride

@@ -1,4 +1,4 @@
-"""Reading videos for propagation, with validation (propagation.md §4.3, §12, §13).
+"""Reading videos for propagation, with validation (layouts and bad-input rules in docs/propagation.md).
 
 Layouts:
 
@@ -139,7 +139,7 @@ def driving_runs(
     root = Path(root)
     if not root.is_dir():
         raise PropagationInputError(f"data_path {root} does not exist; give the folder that holds the runs")
-    if (root / "image").is_dir():  # a single run folder: accepted (the fork silently finds nothing, §4.3)
+    if (root / "image").is_dir():  # a single run folder: accepted (the fork silently finds nothing)
         return [_make_run(root.name, root / "image", root / "segmentation", frame_suffixes)]
     found = sorted((p for p in root.iterdir() if (p / "image").is_dir()), key=lambda p: natural_key(p.name))
     if runs:

@@ -1,4 +1,4 @@
-"""Compact label channels, ignore handling and label downsampling (propagation.md PRP-02, PRP-03, PRP-05).
+"""Compact label channels, ignore handling and label downsampling.
 
 Only ids present in the reference label(s) get a channel (never 256 by default); a lookup maps channel -> global id
 when predictions are written. The ignore id (255) carries **zero mass** (an all-zero label vector) unless it is

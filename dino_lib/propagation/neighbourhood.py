@@ -1,7 +1,7 @@
-"""Tiled neighbourhood layout for the sparse affinity (propagation.md §9.2, PRP-M2 and PRP-M5).
+"""Tiled neighbourhood layout for the sparse affinity.
 
 The reference builds a dense ``(hw, hw)`` 0/1 mask with a four-deep Python loop and multiplies a dense
-``(n_ctx, hw, hw)`` affinity by it (§3 step 7.3). Here the target grid is cut into ``tile_h x tile_w`` tiles; a
+``(n_ctx, hw, hw)`` affinity by it. Here the target grid is cut into ``tile_h x tile_w`` tiles; a
 target tile only needs the ``(tile_h + 2r) x (tile_w + 2r)`` *region* of each context frame around it. Scores are
 computed tile by tile against that region (one batched matmul), and positions outside the target's window or
 outside the grid are masked. Memory is ``O(hw · (tile + 2r)^2)`` instead of ``O((hw)^2)`` and is further bounded by

@@ -1,4 +1,4 @@
-"""Prediction files, the run manifest and the resume state (propagation.md PRP-07).
+"""Prediction files, the run manifest and the resume state.
 
 Layout of one video (driving run or DAVIS video) under the output root::
 

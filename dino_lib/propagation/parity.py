@@ -1,4 +1,4 @@
-"""Parity mode: the DINO reference DAVIS-2017 protocol, reproduced deliberately (propagation.md §3, preset ``dino_v1``).
+"""Parity mode: the DINO reference DAVIS-2017 protocol, reproduced deliberately (preset ``dino_v1``).
 
 Every quirk below is the reference behaviour, kept on purpose:
 
@@ -14,7 +14,7 @@ Every quirk below is the reference behaviour, kept on purpose:
 Known, documented deviations: frames are decoded with Pillow instead of OpenCV and resized with torch bilinear
 (no antialiasing, rounded to uint8 like an 8-bit OpenCV resize), so inputs can differ by one grey level; features
 are extracted in batches. Square frames raise an error because the reference's frame and label size rules disagree
-for them (§3 step 4) and its propagation fails with a shape error.
+for them and its propagation fails with a shape error.
 """
 
 from __future__ import annotations
@@ -39,11 +39,11 @@ __all__ = [
 ]
 
 DAVIS_MEAN = (0.485, 0.456, 0.406)
-DAVIS_STD = (0.228, 0.224, 0.225)  # sic: 0.228, not ImageNet's 0.229 (reference quirk, §3 step 3)
+DAVIS_STD = (0.228, 0.224, 0.225)  # sic: 0.228, not ImageNet's 0.229 (reference quirk)
 
 
 def davis_geometry(native_hw: tuple[int, int], stride: int, short: int = 480, multiple: int = 64) -> FrameGeometry:
-    """The reference ``read_frame`` size rule (§3 step 3); raises for square frames (§3 step 4 latent bug)."""
+    """The reference ``read_frame`` size rule; raises for square frames (a latent bug of the reference)."""
     h, w = native_hw
     if h == w:
         raise ValueError(
@@ -65,7 +65,7 @@ def parity_channel_ids(label: np.ndarray) -> list[int]:
 
 
 def parity_downsample_labels(label: np.ndarray, geometry: FrameGeometry) -> np.ndarray:
-    """Pillow NEAREST from the native annotation straight to the feature grid ``(W'/p, H'/p)`` (§3 step 4)."""
+    """Pillow NEAREST from the native annotation straight to the feature grid ``(W'/p, H'/p)``."""
     h, w = geometry.grid_hw
     return np.asarray(Image.fromarray(label.astype(np.uint8)).resize((w, h), Image.NEAREST))
 
@@ -84,7 +84,7 @@ def norm_mask(mask: torch.Tensor) -> torch.Tensor:
 def parity_decode(
     soft: torch.Tensor, channel_ids: Sequence[int], geometry: FrameGeometry, *, with_probs: bool = True
 ) -> tuple[np.ndarray, torch.Tensor | None]:
-    """Bilinear x stride, ``norm_mask``, argmax, Pillow NEAREST to native (§3 step 9).
+    """Bilinear x stride, ``norm_mask``, argmax, Pillow NEAREST to native.
 
     Returns:
         ``(ids (H, W) uint8, probabilities (C, H, W) float32 at native size before norm_mask, or None)``.

@@ -1,8 +1,8 @@
-"""Keyframe policies (propagation.md PRP-04): which frames anchor the propagation and which share a queue.
+"""Keyframe policies: which frames anchor the propagation and which share a queue.
 
 * ``first``: frame 0 is the only anchor (DAVIS);
 * ``chunks``: independent chunks of ``refresh_label_interval`` frames, each anchored on its own label frame with a
-  fresh queue (the driving-run protocol, §4.5);
+  fresh queue (the driving-run protocol);
 * ``continuous``: one queue through the whole video; every ``refresh_label_interval``-th frame is added as an extra
   anchor (optionally only the last ``max_anchors`` are kept).
 """

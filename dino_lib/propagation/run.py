@@ -1,4 +1,4 @@
-"""Propagate labels through every video of a dataset: the frame loop, manifest, timings and resume (PRP-07).
+"""Propagate labels through every video of a dataset: the frame loop, manifest, timings and resume.
 
 Keyframe policies are in :mod:`dino_lib.propagation.policies`. Keyframes are written as a copy of their label (as
 both references do) and listed in the manifest (``label_frames``), so metrics can exclude them.
@@ -143,7 +143,7 @@ def propagate_video(
     out_dir = out_root / run.name
     video = VideoLabels(cfg, run, geometry, out_dir)
     keyframes, segments = policies.keyframes(cfg, n), policies.segments(cfg, n)
-    for k in keyframes:  # fail before any work when a keyframe label is missing (§12)
+    for k in keyframes:  # fail before any work when a keyframe label is missing
         run.label_path(k)
     if not video.prob_classes:  # instance mode: object ids 0..N of the first label
         first = video.label(0)

@@ -1,4 +1,4 @@
-"""Per-video label handling and output writing for the propagation loop (propagation.md §12, PRP-02, PRP-07)."""
+"""Per-video label handling and output writing for the propagation loop."""
 
 from __future__ import annotations
 
