@@ -1,11 +1,11 @@
-"""DINO multi-crop augmentation on torchvision transforms v2 (training.md §3.2, checklist items 1-5).
+"""DINO multi-crop augmentation on torchvision transforms v2, as the reference DINO trainer.
 
 Per crop: random-resized crop (bicubic, aspect 3/4-4/3) -> horizontal flip (p 0.5) -> colour jitter
 (0.4, 0.4, 0.2, 0.1; random order) with p 0.8 -> grayscale p 0.2 -> Pillow Gaussian blur (radius U(0.1, 2.0),
 applied when ``u <= p``) -> solarisation at 128 (global crop 2 only, applied when ``u < p``) -> to-tensor ->
 ImageNet normalisation. Blur probabilities are 1.0 / 0.1 / 0.5 for global 1 / global 2 / locals.
 
-Deviation (modern mode, TRN-12): blur and solarisation draw from the torch RNG instead of Python's unseeded
+Deviation (modern mode): blur and solarisation draw from the torch RNG instead of Python's unseeded
 ``random``, so a per-sample seed makes every crop reproducible (see :class:`dino_lib.data.image_folder.SeededCrops`).
 """
 

@@ -1,4 +1,4 @@
-"""Pretraining image datasets: class sub-folders or a flat folder found recursively (TRN-11).
+"""Pretraining image datasets: class sub-folders or a flat folder found recursively.
 
 * ``root/<class>/**/*.jpg`` (torchvision ``ImageFolder`` layout): labels are the sorted class folders.
 * ``root/**/*.jpg`` with images directly under ``root`` (e.g. ``patch_256_pretraining/imgs/*.jpg`` given as
@@ -7,7 +7,7 @@
 The file order is sorted, hence deterministic. Images are checked before training (``check="decode"`` decodes
 every file, ``"open"`` reads headers only): unreadable files are an error naming them, or are skipped and counted.
 :class:`SeededCrops` makes augmentation a pure function of ``(seed, epoch, index)``, which is what lets an
-interrupted run resume bit for bit (training.md §14; TRN-12).
+interrupted run resume bit for bit.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Named input normalisations shared by training, extraction and inference (hierarchical.md HIE-03).
+"""Named input normalisations shared by training, extraction and inference.
 
 Stage-1 DINO (and the HIPT patch encoder) is trained with ImageNet statistics, while HIPT's released inference code
 normalises with 0.5/0.5 (HIPT issue #70). A run records its preset in ``config.yaml`` (``normalization``) so that

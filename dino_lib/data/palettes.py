@@ -1,11 +1,11 @@
 """Colour palettes for label maps: the 27-class driving palette and the DAVIS (PASCAL VOC) palette.
 
-The driving palette is the 27 hand-written colours of the driving fork, padded to 256 entries with a grey ramp
-(propagation.md §4.4). The class names are inferred from Cityscapes / Mapillary Vistas colour conventions; the fork
+The driving palette is the 27 hand-written colours of the driving fork, padded to 256 entries with a grey ramp.
+The class names are inferred from Cityscapes / Mapillary Vistas colour conventions; the fork
 names no classes. Classes 3 and 4 share a colour, so overlays cannot tell them apart.
 
-The DAVIS palette is the PASCAL VOC colour map that the DINO reference downloads at run time (propagation.md §3,
-step 1). It is computed here with the usual bit-interleaving rule instead of being downloaded or pasted.
+The DAVIS palette is the PASCAL VOC colour map that the DINO reference downloads at run time.
+It is computed here with the usual bit-interleaving rule instead of being downloaded or pasted.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ __all__ = [
 #: Ignore id of the driving label maps (masked by the metrics).
 DRIVING_IGNORE_ID = 255
 
-# (name, RGB) per class id 0..26. Names are an inference (propagation.md §4.4), "class_19"/"class_25" are unknown.
+# (name, RGB) per class id 0..26. Names are an inference, "class_19"/"class_25" are unknown.
 _DRIVING_TABLE: tuple[tuple[str, tuple[int, int, int]], ...] = (
     ("person", (220, 20, 60)),
     ("rider", (255, 0, 0)),

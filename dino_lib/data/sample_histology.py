@@ -3,8 +3,8 @@
 The 512 x 512 photo is turned into two 1024 x 1024 "slides" deterministically: slide ``ihc-a`` is the photo
 up-sampled 2x (a higher magnification), slide ``ihc-b`` mirror-tiles the photo at its native scale, shifted so that
 the mirror seams cross the middle of the slide. Each slide is one 1024 x 1024 **region** (sides multiples of 256,
-hierarchical.md §3.2: a 4 x 4 grid of 256 px patches) and is cut into 256 x 256 **tiles** for stage-1 pretraining,
-taken from inside the regions as HIPT does (hierarchical.md §3.1). PNG regions of real tissue texture are about
+a 4 x 4 grid of 256 px patches) and is cut into 256 x 256 **tiles** for stage-1 pretraining,
+taken from inside the regions as HIPT does. PNG regions of real tissue texture are about
 1.5 MB each, so the set keeps two. File names carry the slide name and the level-0 top-left corner of the region
 or tile in the slide: ``<slide>_x<X>_y<Y>.png`` (regions) and ``<slide>_x<X>_y<Y>.jpg`` (tiles).
 """

@@ -1,8 +1,8 @@
 """Real photographs shipped inside installed packages, and the two photo-based sample sets.
 
-Sources (environment.md §10.1): scikit-image's bundled photos, scikit-learn's ``china.jpg`` / ``flower.jpg`` and
+Sources: scikit-image's bundled photos, scikit-learn's ``china.jpg`` / ``flower.jpg`` and
 matplotlib's ``grace_hopper.jpg``. Only loaders that read files shipped in the wheels are used; the network loaders
-listed in environment.md §9 (imageio standard images, ``scipy.datasets``, pooch-backed scikit-image data) are not.
+(imageio standard images, ``scipy.datasets``, pooch-backed scikit-image data) are not.
 
 * ``images/<photo>/<photo>_NNN.jpg``: crops of every photo at several scales for self-supervised pretraining
   (class = source photo, so the folder is also an ``ImageFolder``).

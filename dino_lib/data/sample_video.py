@@ -2,7 +2,7 @@
 
 The source is scikit-learn's ``china.jpg`` (a pagoda among trees under a bright sky, CC BY 2.0). A label map of the
 whole photo (the "world") is built once from SLIC superpixels grouped by colour and mapped onto a few of the 27
-driving classes (propagation.md §4.4). Each frame is a window of the world that moves and zooms smoothly; photo and
+driving classes. Each frame is a window of the world that moves and zooms smoothly; photo and
 labels are sampled through the same transform, so every frame has exact ground truth:
 
     frame pixel (i, j) shows the world point x = x0_t + (j + 0.5) * s_t, y = y0_t + (i + 0.5) * s_t
@@ -13,10 +13,10 @@ wide as the largest half frame-pixel, so mapping a frame-0 label to frame t by t
 reproduces the frame-t label wherever both are defined. The same frames are written in two layouts:
 
 * ``driving/<run>/image/00000.jpg`` + ``segmentation/00000.png`` (mode "L", ids 0-26, 255 = ignore) and
-  ``driving/<run>/camera.json`` with the motion (propagation.md §4.3);
+  ``driving/<run>/camera.json`` with the motion (the driving-run layout);
 * ``davis/JPEGImages/480p/<video>/00000.jpg`` + ``Annotations/480p/<video>/00000.png`` (mode "P", DAVIS palette,
   0 = background, 1..N = the largest connected regions that are not sky) + ``ImageSets/2017/val.txt``
-  (propagation.md §13).
+  (the DAVIS layout).
 """
 
 from __future__ import annotations

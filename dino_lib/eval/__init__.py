@@ -1,4 +1,4 @@
-"""Frozen-feature evaluation: weighted k-NN and linear probes (evaluation.md), and the pretraining k-NN monitor."""
+"""Frozen-feature evaluation: weighted k-NN and linear probes (docs/evaluation.md), and the pretraining k-NN monitor."""
 
 from dino_lib.eval.data import DataError, LabelledImageFolder, labelled_splits
 from dino_lib.eval.knn import DEFAULT_NB_KNN, knn_classify, knn_evaluate, knn_neighbors, knn_scores

@@ -1,6 +1,6 @@
-"""Typed parameters of ``python -m dino_lib.eval`` and ``notebooks/evaluate.ipynb`` (evaluation.md §1-3).
+"""Typed parameters of ``python -m dino_lib.eval`` and ``notebooks/evaluate.ipynb`` (docs/evaluation.md).
 
-Defaults are the reference's command-line defaults (evaluation.md §1); parameter names follow the reference
+Defaults are the reference's command-line defaults; parameter names follow the reference
 flags (``arch``, ``patch_size``, ``pretrained_weights``, ``checkpoint_key``, ``batch_size_per_gpu``, ``nb_knn``,
 ``temperature``, ``n_last_blocks``, ``avgpool_patchtokens``, ``epochs``, ``lr``, ``val_freq``, ``num_labels``).
 """

@@ -1,4 +1,4 @@
-"""Labelled image folders for k-NN and linear probes (evaluation.md §1).
+"""Labelled image folders for k-NN and linear probes.
 
 Layout: ``data_path/train/<class>/*`` and ``data_path/val/<class>/*``; labels are the indices of the sorted class
 folder names, as torchvision's ``ImageFolder``. Unlike the reference, problems are reported before any work
@@ -147,7 +147,7 @@ def labelled_splits(
     train_split: str = "train",
     val_split: str = "val",
 ) -> LabelledSplits:
-    """Build the train and val folders of ``data_path`` and check that their classes agree (evaluation.md §1)."""
+    """Build the train and val folders of ``data_path`` and check that their classes agree."""
     root = resolve_path(data_path)
     if not root.is_dir():
         raise DataError(

@@ -1,11 +1,11 @@
-"""Weighted k-nearest-neighbour classifier on frozen features (evaluation.md §2.3-2.4, EVL-02, EVL-03).
+"""Weighted k-nearest-neighbour classifier on frozen features (Wu et al., 2018; DINO's eval_knn).
 
 The vote is the reference's, step by step: cosine similarity of L2-normalised features, the top-k train
 neighbours sorted by similarity, a one-hot of their labels weighted by ``exp(sim / T)`` and summed per class, the
 classes sorted by score (``torch.sort``, descending); top-1 = the best class is the target, "top-5" = the target is
 among the first ``min(5, k)`` classes (also capped by the number of classes, where the reference would crash).
 
-Fixed reference defects (EVL-03):
+Fixed reference defects:
 
 * queries are processed in chunks of a fixed maximum size derived from a memory budget, so any number of queries
   works (the reference's ``N_test // 100`` step is zero below 100 queries and crashes);
@@ -163,7 +163,7 @@ def knn_classify(
     normalize: bool = True,
     reference_arithmetic: bool = False,
 ) -> tuple[float, float]:
-    """Weighted k-NN top-1 and top-5 accuracy in percent (evaluation.md §2.3; DESIGN.md signature).
+    """Weighted k-NN top-1 and top-5 accuracy in percent.
 
     Args:
         train_features, test_features: ``(N_train, D)`` and ``(N_test, D)``; L2-normalised here when ``normalize``.
@@ -210,7 +210,7 @@ def knn_scores(
     max_chunk_bytes: int = _DEFAULT_CHUNK_BYTES,
     normalize: bool = True,
 ) -> torch.Tensor:
-    """Per-class probabilities ``(N_test, C)`` (vote scores divided by their sum, EVL-03); argmax = prediction."""
+    """Per-class probabilities ``(N_test, C)`` (vote scores divided by their sum); argmax = prediction."""
     k, num_classes = _check_inputs(train_features, train_labels, test_features, k, num_classes)
     out = torch.empty(test_features.shape[0], num_classes)
     step = _chunk_size(train_features.shape[0], k, num_classes, chunk_size, max_chunk_bytes, one_hot=False)

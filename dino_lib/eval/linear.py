@@ -1,4 +1,4 @@
-"""Linear probe on frozen features (evaluation.md §3, EVL-05, EVL-06).
+"""Linear probe on frozen features (docs/evaluation.md).
 
 Faithful mode (``cached=False``): features are recomputed under ``no_grad`` from freshly augmented images at every
 step (RandomResizedCrop + flip), the classifier is ``Linear(dim, num_labels)`` with N(0, 0.01²) weights and zero
@@ -35,7 +35,7 @@ CHECKPOINT_NAME = "checkpoint.pth.tar"
 
 
 class LinearClassifier(nn.Module):
-    """Flatten -> Linear(dim, num_labels), weight ~ N(0, 0.01²), bias 0 (evaluation.md §3.2)."""
+    """Flatten -> Linear(dim, num_labels), weight ~ N(0, 0.01²), bias 0, as the reference."""
 
     def __init__(self, dim: int, num_labels: int) -> None:
         super().__init__()

@@ -1,4 +1,4 @@
-"""k-NN monitor for pretraining (EVL-08): a lightweight weighted k-NN on a small labelled folder.
+"""k-NN monitor for pretraining: a lightweight weighted k-NN on a small labelled folder.
 
 The training loop calls :func:`knn_monitor` every N epochs for the teacher and the student backbones and logs the
 result with its metrics. The backbone is put in eval mode for the call and its mode restored afterwards. Under

@@ -1,4 +1,4 @@
-"""Evaluation runs from an :class:`EvalConfig`: shared by ``python -m dino_lib.eval`` and the notebook (EVL-09).
+"""Evaluation runs from an :class:`EvalConfig`: shared by ``python -m dino_lib.eval`` and the notebook.
 
 :func:`load_backbone` builds and loads the frozen backbone, :func:`run_knn` extracts (or re-uses cached) features
 and runs the weighted k-NN for every k, :func:`run_linear` trains (or only validates) a linear probe. Each returns
@@ -72,7 +72,7 @@ def _write_json(cfg: EvalConfig, name: str, payload: dict[str, Any]) -> None:
 
 
 def run_knn(cfg: EvalConfig, backbone: nn.Module, *, progress: bool = True) -> KnnRun:
-    """Weighted k-NN for every ``k`` in ``cfg.nb_knn`` (evaluation.md §2); writes ``knn_results.json``."""
+    """Weighted k-NN for every ``k`` in ``cfg.nb_knn``; writes ``knn_results.json``."""
     transform = eval_transform(cfg.resize, cfg.crop)
     splits = labelled_splits(cfg.data_path, transform, transform)
     extract = {

@@ -1,6 +1,6 @@
 """Frozen feature extraction: reference eval transform, CLS / last-n-block layouts, distributed gathering in
-dataset order, and disk caches keyed by weights, transform and dataset listing (evaluation.md §2.2, §3.1, EVL-01,
-EVL-04). Command-line twin: ``python -m dino_lib.features --config FILE`` (``task: regions`` extracts HIPT region
+dataset order, and disk caches keyed by weights, transform and dataset listing (docs/evaluation.md).
+Command-line twin: ``python -m dino_lib.features --config FILE`` (``task: regions`` extracts HIPT region
 tensors instead)."""
 
 from dino_lib.features.backbone import build_eval_backbone, infer_vit_spec

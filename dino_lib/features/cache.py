@@ -1,4 +1,4 @@
-"""Feature caches on disk (EVL-04).
+"""Feature caches on disk.
 
 * :func:`cached_extract`: extraction keyed by the backbone's weights hash, the transform, the dataset listing and
   the feature layout. A second run with the same key loads the file; changing the checkpoint, the transform, the

@@ -1,4 +1,4 @@
-"""Frozen-backbone feature extraction for evaluation (evaluation.md §2.2, §3.1, EVL-01).
+"""Frozen-backbone feature extraction for evaluation (docs/evaluation.md).
 
 :func:`extract_features` runs a backbone in eval mode over a dataset (or a loader's dataset), batched, with
 optional bf16 autocast, and returns the features **in dataset order**. Under ``torch.distributed`` each process
@@ -65,7 +65,7 @@ def linear_features(
         ``(B, n*D)`` CLS concatenation, or ``(B, (n+1)*D)`` with ``avgpool`` (see the module docstring).
 
     Raises:
-        ValueError: ``interleave`` with ``n > 1`` (the reference layout is undefined there, evaluation.md §3.1).
+        ValueError: ``interleave`` with ``n > 1`` (the reference layout is undefined there).
     """
     cls = torch.cat([b[:, 0] for b in blocks], dim=-1)  # (B, n*D)
     if not avgpool:
@@ -155,7 +155,7 @@ def extract_features(
     desc: str = "features",
     amp: bool | None = None,
 ) -> ExtractedFeatures:
-    """Features of every item of ``data`` in dataset order (EVL-01).
+    """Features of every item of ``data`` in dataset order.
 
     Args:
         backbone: frozen backbone (a DDP wrapper is unwrapped); put in eval mode for the call, mode restored after.

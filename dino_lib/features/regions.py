@@ -1,11 +1,11 @@
-"""Region extraction: region images -> frozen stage-1 tile embeddings ``[g*g, D]`` per region (hierarchical.md §4).
+"""Region extraction: region images -> frozen stage-1 tile embeddings ``[g*g, D]`` per region.
 
-Each region is tiled row-major (§4.1), its tiles are embedded in batches by the frozen stage-1 ViT (tiles of
+Each region is tiled row-major, its tiles are embedded in batches by the frozen stage-1 ViT (tiles of
 several regions share a batch), and one fp16 tensor ``[g*g, D]`` is written per region under
 ``output_dir/regions/<region_id>.pt`` together with ``output_dir/manifest.csv`` (region id, slide id, x, y, sizes,
 g, D, encoder hash, normalisation; :mod:`dino_lib.hierarchical.manifest`). Reading images and writing files run in
 background threads so the encoder never waits for I/O. Resumable: regions listed in the manifest whose file is
-valid and was made by the same encoder and normalisation are skipped; a different encoder is an error (HIE-03).
+valid and was made by the same encoder and normalisation are skipped; a different encoder is an error.
 
 Command-line twin::
 
@@ -209,7 +209,7 @@ def extract_regions(cfg: RegionExtractionConfig, encoder: TileEncoder | None = N
         n_tiles += tiles.shape[0]
         for (src, _tiles, grid, hw), f in zip(pending, feats.split([p[1].shape[0] for p in pending])):
             row = row_for(src, grid, hw)
-            # clone(): saving a view would write the whole batch storage (HIE-05)
+            # clone(): saving a view would write the whole batch storage
             payload = {"features": f.to(torch.float16).clone(), **{k: row[k] for k in ("slide_id", "x", "y", "g", "D")},
                        "tile_size": cfg.tile_size, "encoder_hash": encoder.weights_hash,
                        "norm_mean": norm[0], "norm_std": norm[1], "schema_version": SCHEMA_VERSION}  # fmt: skip

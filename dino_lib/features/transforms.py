@@ -1,4 +1,4 @@
-"""Reference pre-processing for frozen-feature evaluation (evaluation.md §2.1, §3.2).
+"""Reference pre-processing for frozen-feature evaluation (as DINO's eval scripts).
 
 * Evaluation transform (k-NN, linear validation, feature extraction): resize the shorter side to ``resize``
   (256) with bicubic interpolation, centre-crop ``crop`` (224), to tensor, ImageNet normalisation.
@@ -24,7 +24,7 @@ def eval_transform(
     mean: tuple[float, float, float] = IMAGENET_MEAN,
     std: tuple[float, float, float] = IMAGENET_STD,
 ) -> T.Compose:
-    """Resize (shorter side, bicubic) -> centre crop -> tensor -> normalise (evaluation.md §2.1)."""
+    """Resize (shorter side, bicubic) -> centre crop -> tensor -> normalise (k-NN and probe validation)."""
     if crop > resize:
         raise ValueError(f"crop ({crop}) must not exceed resize ({resize}); the reference uses 256/224")
     return T.Compose(
@@ -42,7 +42,7 @@ def linear_train_transform(
     mean: tuple[float, float, float] = IMAGENET_MEAN,
     std: tuple[float, float, float] = IMAGENET_STD,
 ) -> T.Compose:
-    """RandomResizedCrop (torchvision defaults, bilinear) -> flip -> tensor -> normalise (evaluation.md §3.2)."""
+    """RandomResizedCrop (torchvision defaults, bilinear) -> flip -> tensor -> normalise (probe training)."""
     return T.Compose(
         [
             T.RandomResizedCrop(crop),

@@ -1,4 +1,4 @@
-"""DINO loss with centering and a per-epoch teacher temperature (training.md §7).
+"""DINO loss with centering and a per-epoch teacher temperature (Caron et al., 2021).
 
 Reference: Caron et al., "Emerging Properties in Self-Supervised Vision Transformers", ICCV 2021
 (arXiv 2104.14294); original code github.com/facebookresearch/dino.
@@ -90,7 +90,7 @@ class DINOLoss(nn.Module):
             raise ValueError(
                 f"student output has {student_output.shape[0]} rows, expected ncrops * B = {self.ncrops} * {n_teacher}"
             )
-        # The loss is always computed in fp32 (TRN-04), whatever the autocast dtype of the forwards.
+        # The loss is always computed in fp32, whatever the autocast dtype of the forwards.
         student_output = student_output.float()
         teacher_output = teacher_output.detach().float()
         temp = float(self.teacher_temp_schedule[epoch])

@@ -1,9 +1,9 @@
-"""DINO projection head (training.md §6; Caron et al., 2021, arXiv 2104.14294).
+"""DINO projection head (Caron et al., 2021, arXiv 2104.14294).
 
 MLP ``D -> 2048 -> 2048 -> 256`` (GELU, optional BatchNorm), L2-normalisation of the 256-d bottleneck, then a
 weight-normalised ``Linear(256 -> K)`` without bias. The weight norm uses PyTorch's parametrisation API (the legacy
 ``weight_norm`` utility is deprecated), but the state dict always carries the reference key names
-``last_layer.weight_g`` / ``last_layer.weight_v`` (TRN-10), and both spellings are accepted when loading.
+``last_layer.weight_g`` / ``last_layer.weight_v``, and both spellings are accepted when loading.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ class DINOHead(nn.Module):
             layers.append(nn.Linear(hidden_dim, bottleneck_dim))
             self.mlp = nn.Sequential(*layers)
         self.mlp.apply(_trunc_normal_init)
-        # The weight norm is attached after the init above, so v keeps PyTorch's default Linear init (§6.3).
+        # The weight norm is attached after the init above, so v keeps PyTorch's default Linear init (as the reference).
         self.last_layer = weight_norm(nn.Linear(bottleneck_dim, out_dim, bias=False), dim=0)
         with torch.no_grad():
             self.last_layer.parametrizations.weight.original0.fill_(1.0)

@@ -1,6 +1,6 @@
-"""Load backbone weights from a local checkpoint file, strictly, with a report (DESIGN.md "Checkpoints").
+"""Load backbone weights from a local checkpoint file, strictly, with a report (docs/models.md).
 
-Formats recognised (training.md §14.4, §15; propagation.md for MAE):
+Formats recognised:
 
 * released DINO backbone-only weights: a plain state dict (150 keys for a ViT);
 * full DINO training checkpoints: ``{"student": ..., "teacher": ..., "optimizer": ..., "args": Namespace, ...}``

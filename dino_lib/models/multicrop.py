@@ -1,4 +1,4 @@
-"""Multi-crop wrapper: one backbone pass per run of equal-resolution crops, one head pass (training.md §4).
+"""Multi-crop wrapper: one backbone pass per run of equal-resolution crops, one head pass.
 
 Crops ``[g1, g2, l1, ..., ln]`` (each ``(B, C, H, W)``) are grouped into runs of **consecutive** crops with the same
 width; each run is concatenated along the batch and sent through the backbone once. The features are stacked in

@@ -1,4 +1,4 @@
-"""Positional-embedding interpolation for any input size (training.md §5.2).
+"""Positional-embedding interpolation for any input size (the reference DINO rule).
 
 The DINO reference resizes the ``sqrt(N0) x sqrt(N0)`` table with bicubic interpolation given a *scale factor*
 ``((h + 0.1) / sqrt(N0), (w + 0.1) / sqrt(N0))``. The +0.1 avoids a floor that loses a row (dino issue #8); because

@@ -1,12 +1,12 @@
-"""The region ViT of HIPT (``vit4k_xs``): a small ViT over a grid of frozen tile embeddings (hierarchical.md §5).
+"""The region ViT of HIPT (``vit4k_xs``): a small ViT over a grid of frozen tile embeddings (Chen et al., 2022).
 
-Input is a ``(B, input_dim, g_h, g_w)`` grid of stage-1 CLS vectors (the layout of §3.2). The grid is flattened
-row-major to tokens, embedded by a token-wise ``Linear(input_dim -> embed_dim) + GELU`` (``phi``), a CLS token is
-prepended and a learned positional table sized for the 14 x 14 global crop is added (bicubic, +0.1 rule, for any
-other grid). Six pre-norm blocks (6 heads, MLP ratio 4, qkv bias, LayerNorm eps 1e-6, stochastic depth) and a
-final LayerNorm give the 192-d CLS output.
+Input is a ``(B, input_dim, g_h, g_w)`` grid of stage-1 CLS vectors (the layout of
+:mod:`dino_lib.hierarchical.tiling`). The grid is flattened row-major to tokens, embedded by a token-wise
+``Linear(input_dim -> embed_dim) + GELU`` (``phi``), a CLS token is prepended and a learned positional table sized
+for the 14 x 14 global crop is added (bicubic, +0.1 rule, for any other grid). Six pre-norm blocks (6 heads, MLP
+ratio 4, qkv bias, LayerNorm eps 1e-6, stochastic depth) and a final LayerNorm give the 192-d CLS output.
 
-State dict: the 78 keys of §5.3 (``phi.0.*``, ``cls_token``, ``pos_embed``, ``blocks.i.*``, ``norm.*``),
+State dict: the 78 keys of HIPT's ``vit4k_xs`` (``phi.0.*``, ``cls_token``, ``pos_embed``, ``blocks.i.*``, ``norm.*``),
 2,781,504 parameters at the defaults, identical to HIPT's ``vit4k_xs_dino.pth`` teacher and clemsgrs' ``hvit_xs``.
 
 References:
@@ -34,7 +34,7 @@ __all__ = ["RegionViT", "REGION_VIT_SIZES", "build_region_vit", "load_region_vit
 
 log = logging.getLogger(__name__)
 
-# name -> constructor defaults (§5.1); "vit4k_xs" is the published HIPT model
+# name -> constructor defaults; "vit4k_xs" is the published HIPT model
 REGION_VIT_SIZES: dict[str, dict[str, Any]] = {
     "vit4k_xs": {"input_dim": 384, "embed_dim": 192, "depth": 6, "num_heads": 6},
     "region_vit_xs": {"input_dim": 384, "embed_dim": 192, "depth": 6, "num_heads": 6},
@@ -95,14 +95,14 @@ class RegionViT(nn.Module):
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         self.head = nn.Identity()  # replaced by MultiCropWrapper; never called in forward (as the reference)
         self.backbone_name = "vit4k_xs"
-        init_like_reference(self)  # hierarchical.md §5.1: the same initialisation as the DINO ViT
+        init_like_reference(self)  # the same initialisation as the DINO ViT, as HIPT does
 
     def interpolate_pos_encoding(self, grid_hw: tuple[int, int]) -> torch.Tensor:
         """Positional table ``(1, 1 + g_h * g_w, D)`` for a grid; unchanged for a square ``pos_grid`` grid."""
         return interpolate_pos_embed(self.pos_embed, grid_hw, num_prefix_tokens=1, mode=self.pos_interpolation)
 
     def prepare_tokens(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, input_dim, g_h, g_w)`` grid -> ``(B, 1 + g_h * g_w, D)`` tokens (row-major, §3.2)."""
+        """``(B, input_dim, g_h, g_w)`` grid -> ``(B, 1 + g_h * g_w, D)`` tokens (row-major)."""
         if x.ndim != 4 or x.shape[1] != self.input_dim:
             raise ValueError(
                 f"region ViT expects a (B, {self.input_dim}, g_h, g_w) grid of tile embeddings, found "
@@ -179,7 +179,7 @@ def build_region_vit(name: str = "vit4k_xs", **kwargs: Any) -> RegionViT:
 def load_region_vit(
     model: RegionViT, path: str | Path, *, checkpoint_key: str | None = "teacher", strict: bool = True
 ) -> LoadReport:
-    """Load region-ViT weights **by key** (HIE-06) from a backbone file or a full DINO checkpoint.
+    """Load region-ViT weights **by key** from a backbone file or a full DINO checkpoint.
 
     ``module.`` / ``backbone.`` prefixes are stripped and ``head.*`` keys ignored. A positional table of another
     grid is resized with the +0.1 bicubic rule and logged (never replaced by a random table).

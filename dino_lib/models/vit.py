@@ -1,9 +1,9 @@
 """DINO Vision Transformers (tiny/small/base, patch 8/16) on top of timm's ``VisionTransformer``.
 
-State-dict compatible with the released DINO backbones (150 keys, training.md §5.6): ``cls_token``,
+State-dict compatible with the released DINO backbones (150 keys): ``cls_token``,
 ``pos_embed``, ``patch_embed.proj.*``, ``blocks.i.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2}.*``, ``norm.*``.
-Pre-norm blocks, LayerNorm eps 1e-6, exact GELU, qkv bias, stochastic depth linearly spaced from 0
-(training.md §5.3), the reference initialisation (§5.5) and the reference positional interpolation (§5.2).
+Pre-norm blocks, LayerNorm eps 1e-6, exact GELU, qkv bias, stochastic depth linearly spaced from 0,
+the reference initialisation and the reference positional interpolation.
 
 Attention runs through fused SDPA (timm's ``fused_attn``); :func:`explicit_attention` recomputes the softmax
 weights of one block only when they are asked for (style rule 7), so maps never slow the normal path. One exception,
@@ -30,7 +30,7 @@ from dino_lib.runtime import autocast_disabled
 
 __all__ = ["DinoVisionTransformer", "DinoAttention", "VIT_SIZES", "explicit_attention", "init_like_reference"]
 
-# name -> (embed_dim, depth, num_heads); training.md §5.6
+# name -> (embed_dim, depth, num_heads), as the released DINO models
 VIT_SIZES: dict[str, tuple[int, int, int]] = {
     "vit_tiny": (192, 12, 3),
     "vit_small": (384, 12, 6),
@@ -70,7 +70,7 @@ def _cpu_bf16(x: torch.Tensor) -> bool:
 
 
 def init_like_reference(model: nn.Module) -> None:
-    """training.md §5.5: trunc-normal(0.02) for ``pos_embed``, ``cls_token`` and Linear weights, zero biases,
+    """DINO's initialisation: trunc-normal(0.02) for ``pos_embed``, ``cls_token`` and Linear weights, zero biases,
     LayerNorm (1, 0); other layers (the patch Conv2d) keep PyTorch's default initialisation."""
     nn.init.trunc_normal_(model.pos_embed, std=0.02)
     nn.init.trunc_normal_(model.cls_token, std=0.02)
@@ -157,7 +157,7 @@ class DinoVisionTransformer(VisionTransformer):
         init_like_reference(self)
 
     def interpolate_pos_encoding(self, grid_hw: tuple[int, int], image_hw: tuple[int, int]) -> torch.Tensor:
-        """The positional table for a ``grid_hw`` patch grid of an ``image_hw`` image (training.md §5.2)."""
+        """The positional table for a ``grid_hw`` patch grid of an ``image_hw`` image."""
         return interpolate_pos_embed(
             self.pos_embed,
             grid_hw,
@@ -169,7 +169,7 @@ class DinoVisionTransformer(VisionTransformer):
     def prepare_tokens(self, x: torch.Tensor) -> torch.Tensor:
         """Patch-embed, prepend CLS, add the (interpolated) positional table: ``(B, 3, H, W) -> (B, 1 + h*w, D)``."""
         image_hw = (x.shape[-2], x.shape[-1])
-        # The reference's strided convolution silently drops a remainder of the sides (training.md §5.1); timm's
+        # The reference's strided convolution silently drops a remainder of the sides; timm's
         # PatchEmbed asserts divisibility instead, so crop to whole patches first (identical result).
         ph, pw = self.patch_embed.patch_size
         x = x[..., : (image_hw[0] // ph) * ph, : (image_hw[1] // pw) * pw]

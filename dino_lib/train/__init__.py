@@ -1,4 +1,4 @@
-"""DINO pretraining: configuration, schedules, optimisers, the training loop and checkpoints (training.md).
+"""DINO pretraining: configuration, schedules, optimisers, the training loop and checkpoints (docs/pretraining.md).
 
 Entry points: ``python -m dino_lib.train --config FILE [key=value ...]`` (also under ``torchrun``) and
 :func:`train` from Python; :mod:`dino_lib.launch` starts runs from a notebook.

@@ -1,6 +1,6 @@
 """Training checkpoints in the reference layout, RNG states, resume, and the backbone-only teacher export.
 
-Layout (training.md §14.1, TRN-07): ``student`` (keys ``module.backbone.*`` / ``module.head.*``), ``teacher``
+Layout (the reference DINO one): ``student`` (keys ``module.backbone.*`` / ``module.head.*``), ``teacher``
 (``backbone.*`` / ``head.*``), ``optimizer``, ``epoch`` (the epoch to continue with), ``dino_loss``
 (``{"center": (1, K)}``), ``fp16_scaler`` (fp16 only), plus ``config`` (plain data, not a pickled Namespace),
 ``rng_state`` (Python, NumPy, torch, CUDA), ``iteration_in_epoch`` (sampler position: batches of ``epoch`` already

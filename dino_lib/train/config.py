@@ -1,4 +1,4 @@
-"""TrainConfig: every key of the reference trainer (training.md §2) plus dino_lib extras and launcher keys.
+"""TrainConfig: every key of the reference DINO trainer plus dino_lib extras and launcher keys.
 
 Key names follow the reference arguments so its users find their way (``use_fp16`` is replaced by
 ``precision``). YAML parameter sets live in ``params/pretrain/``; the resolved config is written to
@@ -40,7 +40,7 @@ class SlurmConfig:
 
 @dataclass
 class TrainConfig:
-    """DINO pretraining parameters (defaults = the reference CLI defaults, training.md §2)."""
+    """DINO pretraining parameters (defaults = the reference DINO trainer's command-line defaults)."""
 
     # model
     arch: str = param("vit_small", help="vit_tiny|vit_small|vit_base[_patchN], torchvision name or timm:<name>")
@@ -160,7 +160,7 @@ class TrainConfig:
 
     @property
     def ln_k(self) -> float:
-        """ln K: the loss of uniform teacher targets (the flat-loss collapse level, §20 item 2)."""
+        """ln K: the loss of uniform teacher targets (the flat-loss collapse level)."""
         return math.log(self.out_dim)
 
     @property

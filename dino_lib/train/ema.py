@@ -1,4 +1,4 @@
-"""EMA teacher update over parameters only (training.md §12)."""
+"""EMA teacher update over parameters only (buffers are not averaged, as in the reference)."""
 
 from __future__ import annotations
 

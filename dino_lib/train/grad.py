@@ -1,4 +1,4 @@
-"""Per-parameter gradient clipping and last-layer freezing (training.md §11)."""
+"""Per-parameter gradient clipping and last-layer freezing, as in the reference DINO trainer."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The DINO training loop: one iteration in the order of training.md §8, epochs, checkpoints, logs, resume.
+"""The DINO training loop: one iteration in the reference DINO trainer's order, epochs, checkpoints, logs, resume.
 
 ``train(cfg)`` runs in one process (no process group) or under ``torchrun``/Slurm (process group from the
 environment). It resumes automatically from ``RUN_DIR/checkpoint.pth`` and continues exactly where the run
@@ -312,7 +312,7 @@ def _train_one_epoch(
     niter, bs = parts.niter_per_ep, cfg.batch_size_per_gpu
     world = get_world_size()
     parts.student_ddp.train()
-    parts.teacher.train()  # never eval: BN teachers use batch statistics, as in the reference (§12)
+    parts.teacher.train()  # never eval: BN teachers use batch statistics, as in the reference
     sums: dict[str, float] = dict((epoch_stats or {}).get("sums", {}))
     n_before = int((epoch_stats or {}).get("steps", 0))
     n_steps, t_epoch, t_wait = 0, time.perf_counter(), 0.0
@@ -323,7 +323,7 @@ def _train_one_epoch(
         it = epoch * niter + i
         for g, group in enumerate(parts.optimizer.param_groups):
             group["lr"] = float(parts.lr_schedule[it])
-            if g == 0:  # only the regularised group gets weight decay (§8.1)
+            if g == 0:  # only the regularised group gets weight decay, as in the reference DINO trainer
                 group["weight_decay"] = float(parts.wd_schedule[it])
         parts.optimizer.zero_grad(set_to_none=True)
         loss_all, stats_t = _forward_backward(parts, cfg, device, crops, epoch)  # gradients of the whole batch

@@ -1,4 +1,4 @@
-"""``RUN_DIR/log.jsonl`` writing/reading and collapse diagnostics (training.md TRN-13, §20 items 2-3).
+"""``RUN_DIR/log.jsonl`` writing/reading and collapse diagnostics.
 
 Records are JSON objects, one per line, with ``"type"``: ``"iter"`` (every ``log_every`` iterations), ``"epoch"``
 (faithful keys ``train_loss``, ``train_lr``, ``train_wd``, ``epoch`` plus monitors), ``"event"`` (start, resume,
@@ -78,7 +78,7 @@ def log_frames(path: str | Path) -> tuple[Any, Any]:
 def collapse_warnings(
     epoch_records: Iterable[dict[str, Any]], ln_k: float, patience: int = 3, tol: float = 0.01
 ) -> list[str]:
-    """Signs of collapse over the last ``patience`` epochs (§20 items 2-3).
+    """Signs of collapse over the last ``patience`` epochs.
 
     * loss within ``tol`` (relative) of ln K: uniform teacher targets;
     * teacher entropy near 0 (< 1 % of ln K): one-hot collapse (every image -> the same prototype);

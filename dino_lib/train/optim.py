@@ -1,4 +1,4 @@
-"""Parameter groups and optimisers: AdamW, SGD, LARS (training.md §10).
+"""Parameter groups and optimisers: AdamW, SGD, LARS.
 
 Group 0 ("regularised") gets the weight-decay schedule; group 1 holds biases and every 1-D tensor with weight
 decay 0. Frozen parameters (``requires_grad=False``, e.g. the head's ``weight_g`` with ``norm_last_layer``) are

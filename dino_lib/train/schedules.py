@@ -1,4 +1,4 @@
-"""Per-iteration schedules as NumPy arrays (training.md §9, TRN-06).
+"""Per-iteration schedules as NumPy arrays, element for element as the reference DINO trainer.
 
 The cosine schedule keeps the reference's quirks on purpose (faithful mode): iteration 0 of a warm-up has the
 start value (LR exactly 0), the warm-up ``linspace`` includes its end point and the cosine starts at the same
@@ -45,5 +45,5 @@ def cosine_schedule(
 
 
 def scaled_lr(lr: float, batch_size_per_gpu: int, world_size: int) -> float:
-    """Peak LR of the schedule: ``lr`` is given for a total batch of 256 and scaled linearly (§9)."""
+    """Peak LR of the schedule: ``lr`` is given for a total batch of 256 and scaled linearly."""
     return lr * batch_size_per_gpu * world_size / 256.0

@@ -128,7 +128,7 @@ def build_run(cfg: TrainConfig, info: DistInfo, device: torch.device) -> RunPart
     student = MultiCropWrapper(
         task.student_backbone, DINOHead(task.embed_dim, cfg.out_dim, norm_last_layer=cfg.norm_last_layer, **head_kw)
     )
-    # The teacher head is built with the default norm_last_layer=True, then overwritten by the student (§6.4).
+    # The teacher head is built with the default norm_last_layer=True, then overwritten by the student.
     teacher = MultiCropWrapper(task.teacher_backbone, DINOHead(task.embed_dim, cfg.out_dim, **head_kw))
     init_center = _init_student(student, cfg, info.rank)
     if cfg.grad_checkpointing:

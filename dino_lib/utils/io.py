@@ -1,7 +1,7 @@
 """Atomic file writes and safe checkpoint reading.
 
 Outputs are written to a temporary name in the destination folder and renamed, so a crash or a kill never
-leaves a half-written file under the final name (DESIGN.md, "No half-written outputs").
+leaves a half-written file under the final name.
 """
 
 from __future__ import annotations

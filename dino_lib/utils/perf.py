@@ -1,7 +1,7 @@
 """Small performance helpers for benchmarks: matmul peak, analytic ViT FLOPs, peak memory, a timer.
 
 Model FLOPs utilisation (MFU) = model FLOPs per second / the FLOP/s a large square matmul reaches on the same
-machine in the same dtype (environment.md §3). FLOPs count a multiply-add as 2 and only the matrix products,
+machine in the same dtype. FLOPs count a multiply-add as 2 and only the matrix products,
 which dominate a ViT forward (Dosovitskiy et al., 2021; Kaplan et al., 2020 use the same convention).
 """
 

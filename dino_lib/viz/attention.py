@@ -1,6 +1,6 @@
 """Figures and images of attention maps: head grids, overlays, thresholded masks with contours, comparisons.
 
-Fixes the reference's rendering defects (attention.md §4, ATT-05): deterministic colours (a fixed palette instead of
+Fixes the reference's rendering defects: deterministic colours (a fixed palette instead of
 an unseeded shuffle), true aspect ratio (``imshow`` with equal aspect, figure size from the image), a choice of
 normalisation (per map as the reference, shared across the heads of an image, or a fixed range), and every
 function returns an array or a matplotlib figure; files are optional and written atomically with the reference
@@ -40,7 +40,8 @@ __all__ = [
 
 Normalization = Literal["per_map", "shared", "fixed"]
 
-# Fixed, distinguishable bright colours (tab10 without grey), cycled for more heads: deterministic (§4 defect 5).
+# Fixed, distinguishable bright colours (tab10 without grey), cycled for more heads: deterministic, unlike the
+# reference's unseeded shuffle.
 HEAD_PALETTE: list[tuple[float, float, float]] = [
     c
     for i, c in enumerate(plt.get_cmap("tab10").colors)

@@ -1,5 +1,5 @@
 """Figures for frozen-feature evaluation: confusion matrix, nearest-neighbour gallery, 2-D feature embedding,
-linear-probe curves and the k-NN monitor curves of a pretraining log (evaluation.md, EVL-08/09)."""
+linear-probe curves and the k-NN monitor curves of a pretraining log."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Figures and a widget for HIPT heat maps and region pretraining curves (hierarchical.md §12.4).
+"""Figures and a widget for HIPT heat maps and region pretraining curves.
 
 Colouring follows HIPT: a matplotlib colormap (``coolwarm`` default; ``"hipt_jet"`` = jet lightened as
 ``x / 2 + 0.5``) alpha-blended onto the region image, ``alpha * colour + (1 - alpha) * image`` with alpha 0.5;

@@ -1,7 +1,7 @@
 """Pretraining curves from ``RUN_DIR/log.jsonl``: loss, lr, wd, teacher momentum, temperature, entropy.
 
 The loss and the teacher entropy are drawn with the ln K reference line: a loss flat at ln K means uniform
-teacher targets, an entropy near 0 one-hot collapse, an entropy at ln K uniform collapse (training.md §20).
+teacher targets, an entropy near 0 one-hot collapse, an entropy at ln K uniform collapse.
 """
 
 from __future__ import annotations

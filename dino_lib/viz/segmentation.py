@@ -1,6 +1,6 @@
 """Segmentation figures: GT | prediction overlays with a class legend, error maps, confidence maps, failure galleries.
 
-propagation.md PRP-09. Functions return arrays (for videos and widgets) or matplotlib figures (for notebooks); text
+Functions return arrays (for videos and widgets) or matplotlib figures (for notebooks); text
 is drawn by matplotlib with its bundled font, so nothing depends on system fonts (the fork's captions needed
 DejaVuSans to be findable).
 """
@@ -62,7 +62,7 @@ def side_by_side(
     with_errors: bool = False,
     ignore_index: int = 255,
 ) -> np.ndarray:
-    """One RGB array: GT overlay | prediction overlay (| error map), separated by black bars (fork layout, §6.1)."""
+    """One RGB array: GT overlay | prediction overlay (| error map), separated by black bars (fork layout)."""
     tiles = [blend(image, colourise(gt, palette), alpha), blend(image, colourise(pred, palette), alpha)]
     if with_errors:
         tiles.append(error_map(gt, pred, ignore_index=ignore_index))

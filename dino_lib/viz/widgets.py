@@ -1,4 +1,4 @@
-"""``AttentionExplorer``: an ipywidgets explorer of a ViT's attention maps (attention.md §9; ATT-10).
+"""``AttentionExplorer``: an ipywidgets explorer of a ViT's attention maps.
 
 Controls: the image (a dropdown over a folder, plus an upload button), the block, the head (or their mean), the
 attention-mass threshold (0 = no mask) and the overlay opacity. The picture (an ``ipywidgets.Image``) updates in
