@@ -8,7 +8,7 @@ Prints ONE JSON object. For each precision variant: images/s (best of N timed fo
 mode, variants timed round-robin), model FLOP/s and its fraction of the measured square-matmul peak of the same
 dtype (MFU). Variants:
 
-* ``fp32``: eager fp32 (environment.md §3.3: about 0.44-0.52 s per batch of 8 for vit_small/16);
+* ``fp32``: eager fp32 (on the 2-core AMD EPYC development machine: about 0.44-0.52 s per batch of 8 for vit_small/16);
 * ``bf16_autocast``: ``torch.autocast("cpu", dtype=torch.bfloat16)``, the option the library offers (about 2.5x);
 * ``bf16_weights``: the model cast to bf16 once (no per-forward weight casts), for inference only;
 * ``bf16_autocast_channels_last``: autocast with a channels-last input (the patch convolution's layout).

@@ -1,6 +1,6 @@
 """Test-suite-wide settings: no network, stable notebook output, isolated caches.
 
-Environment variables follow environment.md §12. The sample data cache lives in ``<repo>/.cache/dino_lib`` so that
+The sample data cache lives in ``<repo>/.cache/dino_lib`` so that
 it is built once per checkout and shared by the tests, the notebooks (which inherit the environment) and the demo.
 """
 

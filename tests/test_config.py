@@ -1,4 +1,4 @@
-"""Typed configurations: validation messages, overrides, run records (DESIGN.md "Reproducibility")."""
+"""Typed configurations: validation messages, overrides, run records."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Multi-process training on CPU with gloo: torchrun on one node, a two-node run simulated on one machine,
-and a dying worker (environment.md §5; training.md TRN-03)."""
+and a dying worker."""
 
 from __future__ import annotations
 

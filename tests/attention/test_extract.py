@@ -1,4 +1,4 @@
-"""Attention extraction: fused vs explicit paths, reference equivalence, any size, timm registers (attention.md §11)."""
+"""Attention extraction: fused vs explicit paths, reference equivalence, any size, timm registers."""
 
 from __future__ import annotations
 
@@ -135,7 +135,7 @@ def test_timm_vit_with_registers():
 
 
 def test_timm_fused_model_480_shape():
-    """attention.md §7 measurement: (1, 6, 901, 901) for 480 x 480 at p16 with dynamic_img_size."""
+    """The measured matrix: (1, 6, 901, 901) for 480 x 480 at p16 with dynamic_img_size."""
     torch.manual_seed(0)
     model = build_backbone("timm:vit_small_patch16_224", dynamic_img_size=True, depth=2).eval()
     assert model.blocks[-1].attn.fused_attn  # fused by default

@@ -1,4 +1,4 @@
-"""Pre-processing presets and their geometry (attention.md §2, ATT-03)."""
+"""Pre-processing presets and their geometry."""
 
 from __future__ import annotations
 

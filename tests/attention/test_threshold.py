@@ -1,4 +1,4 @@
-"""Attention-mass thresholding (attention.md §3, ATT-04) and up-sampling to the picture."""
+"""Attention-mass thresholding and up-sampling to the picture."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Attention videos (attention.md §5, ATT-06): frame count, size, fps, threshold applied, errors."""
+"""Attention videos: frame count, size, fps, threshold applied, errors."""
 
 from __future__ import annotations
 

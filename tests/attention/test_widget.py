@@ -1,4 +1,4 @@
-"""AttentionExplorer (attention.md §9, ATT-10): headless, cached forward passes, picture updates in place."""
+"""AttentionExplorer: headless, cached forward passes, picture updates in place."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Multi-crop augmentation (training.md §3.2, checklist 1-5) and the pretraining image folder (TRN-11)."""
+"""Multi-crop augmentation and the pretraining image folder."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Palettes: the DAVIS/VOC colour map and the 27-class driving palette (propagation.md §3, §4.4)."""
+"""Palettes: the DAVIS/VOC colour map and the 27-class driving palette."""
 
 from __future__ import annotations
 

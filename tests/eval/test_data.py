@@ -1,4 +1,4 @@
-"""Labelled folders (evaluation.md §1): layout checks with clear errors."""
+"""Labelled folders: layout checks with clear errors."""
 
 from __future__ import annotations
 

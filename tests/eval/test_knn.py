@@ -1,4 +1,4 @@
-"""Weighted k-NN (evaluation.md §2.3, EVL-02, EVL-03) against a hand-computed case and an independent vote."""
+"""Weighted k-NN against a hand-computed case and an independent vote."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def blobs(n_per_class: int, num_classes: int, dim: int = 16, spread: float = 0.6
 
 
 def independent_vote(train_f, train_l, test_f, test_l, k, T, bounds=False):
-    """Plain-Python re-derivation of §2.3: per query, sorted neighbours, class sums of exp(sim/T), ranked classes.
+    """Plain-Python re-derivation of the vote: per query, sorted neighbours, class sums of exp(sim/T), ranked classes.
 
     The reference ranks *all* classes, so when fewer than min(5, k) classes received votes, zero-score classes fill
     the "top-5" in sort order (a tie). Those queries are counted in an upper bound only (``bounds=True``)."""
@@ -76,7 +76,7 @@ def test_matches_independent_vote(n_test: int, k: int, reference_arithmetic: boo
 
 
 def test_top5_is_top_min_5_k_and_small_query_sets():
-    """EVL-02: 'top-5' counts min(5, k) classes; EVL-03: fewer than 100 queries work."""
+    """'top-5' counts min(5, k) classes; fewer than 100 queries work."""
     train_f, train_l = blobs(10, 8, spread=2.0, seed=3)
     test_f, test_l = blobs(2, 8, spread=2.0, seed=4)
     for k in (1, 2, 4):

@@ -1,4 +1,4 @@
-"""Linear probe (evaluation.md §3, EVL-05/06): feature layouts, learning, checkpoint/resume, reference keys."""
+"""Linear probe: feature layouts, learning, checkpoint/resume, reference keys."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def tiny_vit() -> DinoVisionTransformer:
 
 
 def test_interleaved_layout_golden():
-    """evaluation.md §8: element 2j is CLS channel j and element 2j+1 the patch-average channel j (n = 1)."""
+    """Reference layout: element 2j is CLS channel j and element 2j+1 the patch-average channel j (n = 1)."""
     block = torch.randn(2, 5, 6)  # (B, 1 + 4 patches, D)
     feat = linear_features([block], avgpool=True, interleave=True)
     avg = block[:, 1:].mean(1)

@@ -1,4 +1,4 @@
-"""Pretraining k-NN monitor (EVL-08), the ``python -m dino_lib.eval`` twin and the parameter files."""
+"""Pretraining k-NN monitor, the ``python -m dino_lib.eval`` twin and the parameter files."""
 
 from __future__ import annotations
 

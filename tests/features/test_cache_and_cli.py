@@ -1,4 +1,4 @@
-"""Feature caches (EVL-04), eval backbones from checkpoints, and ``python -m dino_lib.features``."""
+"""Feature caches, eval backbones from checkpoints, and ``python -m dino_lib.features``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Feature extraction (EVL-01): dataset order, batching, loaders, bf16, sharding, distributed gathering."""
+"""Feature extraction: dataset order, batching, loaders, bf16, sharding, distributed gathering."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""HIPT composer and hierarchical heat maps on a small real region (hierarchical.md §6, §12, §16)."""
+"""HIPT composer and hierarchical heat maps on a small real region."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Region crops on token grids and their size validation (hierarchical.md §7.1, HIE-09/10)."""
+"""Region crops on token grids and their size validation."""
 
 from __future__ import annotations
 

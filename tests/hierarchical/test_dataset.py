@@ -1,4 +1,4 @@
-"""Region data set validation: every bad input of hierarchical.md §11 fails before training, naming the file."""
+"""Region data set validation: every bad input fails before training, naming the file."""
 
 from __future__ import annotations
 

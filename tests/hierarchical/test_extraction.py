@@ -1,4 +1,4 @@
-"""Region extraction: shapes, ordering, manifest, resume, stacked layout, normalisation checks (§4, HIE-03/05)."""
+"""Region extraction: shapes, ordering, manifest, resume, stacked layout, normalisation checks."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Region extraction sharded over 2 gloo processes gives the single-process result (HIE-05)."""
+"""Region extraction sharded over 2 gloo processes gives the single-process result."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The region task through the training registry: config validation and bad inputs before training (§7, §11)."""
+"""The region task through the training registry: config validation and bad inputs before training."""
 
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ def test_missing_data_and_legacy_folder_without_g(tmp_path: Path) -> None:
 
 
 def test_synthetic_region_dino_writes_and_resumes(tmp_path: Path) -> None:
-    """§16: random [g*g, D] tensors (g = 8), a 2-block region ViT, K = 256; stop after 1 epoch, resume to 2."""
+    """Random [g*g, D] tensors (g = 8), a 2-block region ViT, K = 256; stop after 1 epoch, resume to 2."""
     import json
 
     from dino_lib.train.loop import train

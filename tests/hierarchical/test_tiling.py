@@ -1,4 +1,4 @@
-"""Ordering contract (hierarchical.md §3.2, §16): image -> tiles -> sequence -> grid -> tokens -> image."""
+"""Ordering contract: image -> tiles -> sequence -> grid -> tokens -> image."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def test_round_trip_image_tiles_sequence_grid(gh: int, gw: int) -> None:
 
 
 def test_region_vit_tokens_follow_the_grid_order() -> None:
-    """Token 1 + k inside the region ViT is tile (r, c) with k = r * g_w + c (§3.2)."""
+    """Token 1 + k inside the region ViT is tile (r, c) with k = r * g_w + c."""
     from dino_lib.models.region_vit import build_region_vit
 
     model = build_region_vit(input_dim=3, embed_dim=8, depth=1, num_heads=2, pos_grid=2)

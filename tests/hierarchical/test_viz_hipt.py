@@ -1,4 +1,4 @@
-"""Heat-map rendering and curves (hierarchical.md §12.4)."""
+"""Heat-map rendering and curves."""
 
 from __future__ import annotations
 

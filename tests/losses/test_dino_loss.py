@@ -1,4 +1,4 @@
-"""DINOLoss against a plain re-derivation of training.md §7 (pairs, centering, per-epoch temperature)."""
+"""DINOLoss against a plain re-derivation of the DINO loss (pairs, centering, per-epoch temperature)."""
 
 from __future__ import annotations
 

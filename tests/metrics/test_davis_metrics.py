@@ -1,4 +1,4 @@
-"""DAVIS J&F (propagation.md §6.2): hand-computed J, F and statistics, and independent re-implementations of F."""
+"""DAVIS J&F: hand-computed J, F and statistics, and independent re-implementations of F."""
 
 from __future__ import annotations
 

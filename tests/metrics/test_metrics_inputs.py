@@ -1,4 +1,4 @@
-"""Evaluation of prediction folders: fork number vs default on a folder fixture, and bad inputs (propagation.md §12)."""
+"""Evaluation of prediction folders: fork number vs default on a folder fixture, and bad inputs."""
 
 from __future__ import annotations
 

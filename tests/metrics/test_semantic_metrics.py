@@ -1,4 +1,4 @@
-"""Semantic IoU family (propagation.md §6.1): hand-computed fixtures, the fork-compatible number, decay curves."""
+"""Semantic IoU family: hand-computed fixtures, the fork-compatible number, decay curves."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""DINOHead (training.md §6) and MultiCropWrapper (§4)."""
+"""DINOHead and MultiCropWrapper."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Checkpoint loading: released DINO layouts, MAE, timm, ResNet, and every error (training.md §14.4, §15)."""
+"""Checkpoint loading: released DINO layouts, MAE, timm, ResNet, and every error."""
 
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ def test_released_backbone_only_file_loads_strictly(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def full_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict]:
-    """A released *_full_checkpoint.pth-like training dict (training.md §14.1)."""
+    """A released *_full_checkpoint.pth-like training dict."""
     teacher, student = tiny(10, depth=2).state_dict(), tiny(11, depth=2).state_dict()
     ckpt = {
         "student": {

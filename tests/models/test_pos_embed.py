@@ -1,4 +1,4 @@
-"""Positional-embedding interpolation against an independent NumPy bicubic (training.md §5.2, §21 item 8)."""
+"""Positional-embedding interpolation against an independent NumPy bicubic."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def test_dino_rule_matches_numpy_scale_factor_bicubic(hw: tuple[int, int]) -> No
     assert out.shape == (1, 1 + hw[0] * hw[1], 16)
     torch.testing.assert_close(out[:, :1], pos[:, :1])  # CLS row untouched
     source = patch_grid(pos, 14, 14)
-    # scale factor = (g + 0.1) / 14; the coordinate map uses its inverse (training.md §5.2, "equivalence warning")
+    # scale factor = (g + 0.1) / 14; the coordinate map uses its inverse, not the ratio of the sizes
     expected = numpy_resize(source, hw, (14 / (hw[0] + 0.1), 14 / (hw[1] + 0.1)))
     np.testing.assert_allclose(patch_grid(out, *hw), expected, atol=1e-6)
     size_form = numpy_resize(source, hw, (14 / hw[0], 14 / hw[1]))

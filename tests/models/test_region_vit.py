@@ -1,4 +1,4 @@
-"""Region ViT (vit4k_xs): sizes, HIPT key parity, positional interpolation, masks (hierarchical.md §5, §16)."""
+"""Region ViT (vit4k_xs): sizes, HIPT key parity, positional interpolation, masks."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from dino_lib.models.region_vit import build_region_vit, load_region_vit
 
 
 def _hipt_key_shapes() -> dict[str, tuple[int, ...]]:
-    """The 78 keys of the published vit4k_xs state dict, written out from the spec (§5.3)."""
+    """The 78 keys of the published vit4k_xs state dict, written out by hand."""
     keys = {"phi.0.weight": (192, 384), "phi.0.bias": (192,), "cls_token": (1, 1, 192), "pos_embed": (1, 197, 192)}
     for i in range(6):
         b = f"blocks.{i}."

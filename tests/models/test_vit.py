@@ -1,4 +1,4 @@
-"""DINO ViT backbone: key layout, sizes, block arithmetic and auxiliary APIs (training.md §5, §21 item 7, 9)."""
+"""DINO ViT backbone: key layout, sizes, block arithmetic and auxiliary APIs."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import torch.nn.functional as F
 
 from dino_lib.models import DinoVisionTransformer, build_backbone
 
-SIZES = {"vit_tiny": (192, 3), "vit_small": (384, 6), "vit_base": (768, 12)}  # D, heads (training.md §5.6)
+SIZES = {"vit_tiny": (192, 3), "vit_small": (384, 6), "vit_base": (768, 12)}  # D, heads (the released DINO models)
 
 
 def dino_keys(depth: int = 12) -> list[str]:
-    """The released DINO backbone key list, written out from training.md §5.6."""
+    """The released DINO backbone key list, written out by hand."""
     keys = ["cls_token", "pos_embed", "patch_embed.proj.weight", "patch_embed.proj.bias"]
     for i in range(depth):
         for part in ("norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1", "mlp.fc2"):
@@ -96,7 +96,7 @@ def test_layernorm_eps_gelu_and_qkv_bias(tiny: DinoVisionTransformer) -> None:
 
 
 def _reference_forward(model: DinoVisionTransformer, x: torch.Tensor) -> torch.Tensor:
-    """Pre-norm blocks written out with functional ops (training.md §5.3); 224-px square input only."""
+    """Pre-norm blocks written out with functional ops; 224-px square input only."""
     p = model.patch_size
     tokens = F.conv2d(x, model.patch_embed.proj.weight, model.patch_embed.proj.bias, stride=p)  # (B, D, h, w)
     tokens = tokens.flatten(2).transpose(1, 2)  # (B, h*w, D), row-major
@@ -138,7 +138,7 @@ def test_forward_shapes_at_several_sizes(tiny: DinoVisionTransformer, hw: tuple[
 
 
 def test_sides_not_multiple_of_patch_lose_the_remainder(tiny: DinoVisionTransformer) -> None:
-    """training.md §5.1: the strided conv floors; the remainder pixels have no influence."""
+    """The reference's strided conv floors; the remainder pixels have no influence."""
     x = images(100, 97, batch=1)
     y = x.clone()
     y[..., 96:, :] = 7.0

@@ -1,4 +1,4 @@
-"""A synthetic oracle video for propagation tests (propagation.md §14).
+"""A synthetic oracle video for propagation tests.
 
 A world of ``cell x cell`` pixel squares, each with its own random colour and a class id, slides to the right by
 ``shift`` cells per frame. :class:`OracleExtractor` turns the colour of each cell into a high-dimensional code, so

@@ -1,7 +1,7 @@
-"""An independent, dense re-derivation of the DINO DAVIS protocol from propagation.md §3, step by step.
+"""An independent, dense re-derivation of the DINO DAVIS protocol, step by step.
 
 Used by ``test_parity.py`` and by ``make_parity_golden.py`` (which writes the golden PNGs in
-``tests/data/propagation/parity_golden``). Written directly from the specification, sharing no code with
+``tests/data/propagation/parity_golden``). Written directly from the reference script's steps, sharing no code with
 ``dino_lib.propagation`` beyond the backbone.
 """
 
@@ -44,7 +44,7 @@ def make_tiny_davis(root: Path, video: str = "tiny") -> Path:
 
 
 def reference_predictions(root: Path, model: torch.nn.Module, video: str = "tiny", patch: int = 16) -> list[np.ndarray]:
-    """§3 steps 3-9 densely: returns the id map written for every frame."""
+    """Frame reading to writing, densely: returns the id map written for every frame."""
     frames = sorted((root / "JPEGImages" / "480p" / video).glob("*.jpg"))
     first_ann = np.array(Image.open(root / "Annotations" / "480p" / video / "00000.png"))
     h0, w0 = first_ann.shape

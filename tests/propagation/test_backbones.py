@@ -1,4 +1,4 @@
-"""Feature extractors: DINO ViT, MAE, timm ViT from a local file, torchvision CNN cut (propagation.md PRP-10)."""
+"""Feature extractors: DINO ViT, MAE, timm ViT from a local file, torchvision CNN cut."""
 
 from __future__ import annotations
 

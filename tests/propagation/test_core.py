@@ -1,4 +1,4 @@
-"""Sparse tiled propagation equals the dense reference formulation (propagation.md §3 step 7, PRP-M2, PRP-M4)."""
+"""Sparse tiled propagation equals the dense reference formulation."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from dino_lib.propagation.neighbourhood import clipped_tiles, dense_window_mask,
 
 
 def dense_reference(target, ctx_feats, ctx_labels, topk, temperature, radius, shape="square"):
-    """§3 step 7 written densely, as the reference does: exp(s/τ) * mask, joint top-k with ties, normalise."""
+    """One propagation step, densely, as the reference does: exp(s/τ) * mask, joint top-k with ties, normalise."""
     n_ctx, d, h, w = ctx_feats.shape
     tgt = target.reshape(d, h * w).T.double()  # (hw_tgt, D)
     aff = torch.stack([torch.exp(tgt @ f.reshape(d, h * w).double() / temperature) for f in ctx_feats])
@@ -79,7 +79,7 @@ def test_global_mode_equals_dense_without_window():
 
 
 def test_ties_at_kth_value_are_all_kept():
-    """§3 step 7.4: every candidate equal to the k-th score votes (identical features -> all tie)."""
+    """Joint top-k keeps ties: every candidate equal to the k-th score votes (identical features -> all tie)."""
     d, h, w = 4, 3, 3
     target = l2_normalise(torch.ones(d, h, w))
     ctx = target.unsqueeze(0).clone()
@@ -145,7 +145,7 @@ def test_context_queue_keeps_anchor_and_last_frames():
 
 
 def test_ties_are_kept_in_the_windowed_path_too():
-    """Identical features everywhere: every window cell ties with the best one and votes (§3 step 7.4)."""
+    """Identical features everywhere: every window cell ties with the best one and votes."""
     d, h, w = 4, 5, 6
     target = l2_normalise(torch.ones(d, h, w))
     labels = torch.zeros(1, 2, h, w)

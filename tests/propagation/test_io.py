@@ -1,4 +1,4 @@
-"""Bad input for reading runs fails early and clearly (propagation.md §12); natural sort; opt-in policies."""
+"""Bad input for reading runs fails early and clearly; natural sort; opt-in policies."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Parity mode reproduces the reference DAVIS protocol (propagation.md §3, preset dino_v1; golden outputs §10)."""
+"""Parity mode reproduces the reference DAVIS protocol (preset dino_v1; golden outputs)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def test_frame_size_rule():
 
 
 def test_norm_mask_changes_the_argmax_as_in_the_spec():
-    """§16: scores (0.9, 0.8, 0.6) and (0.05, 0.1, 0.2): raw argmax is class 0 everywhere, after min-max the third
+    """Scores (0.9, 0.8, 0.6) and (0.05, 0.1, 0.2): raw argmax is class 0 everywhere, after min-max the third
     pixel goes to class 1."""
     scores = torch.tensor([[[0.9, 0.8, 0.6]], [[0.05, 0.1, 0.2]]])
     assert scores.argmax(0).tolist() == [[0, 0, 0]]

@@ -1,4 +1,4 @@
-"""End-to-end propagation on oracle videos: exactness, keyframe policies, outputs, manifest, resume (PRP-04, PRP-07)."""
+"""End-to-end propagation on oracle videos: exactness, keyframe policies, outputs, manifest, resume."""
 
 from __future__ import annotations
 

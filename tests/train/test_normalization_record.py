@@ -1,4 +1,4 @@
-"""HIE-03: a stage-1 run records its input normalisation; extraction finds it and refuses a contradicting preset."""
+"""A stage-1 run records its input normalisation; extraction finds it and refuses a contradicting preset."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Parameter groups, LARS, per-parameter clipping, last-layer freezing and EMA (training.md §10-12)."""
+"""Parameter groups, LARS, per-parameter clipping, last-layer freezing and EMA."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Schedules (training.md §9) against an element-by-element re-derivation, quirks included."""
+"""Schedules against an element-by-element re-derivation, quirks included."""
 
 from __future__ import annotations
 

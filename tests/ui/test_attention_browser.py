@@ -1,4 +1,4 @@
-"""JupyterLab in a real browser: run notebooks/attention_maps.ipynb and drive AttentionExplorer (environment.md §7).
+"""JupyterLab in a real browser: run notebooks/attention_maps.ipynb and drive AttentionExplorer.
 
 JupyterLab runs on 127.0.0.1 with a token and isolated Jupyter/IPython/matplotlib folders; headless Chromium (the
 Debian package, installed by ``tools/install_browser.sh``) is driven by Playwright through ``executable_path``. The

@@ -1,4 +1,4 @@
-"""Atomic writes and safe loading (DESIGN.md "No half-written outputs", "Checkpoints")."""
+"""Atomic writes and safe loading: no half-written outputs."""
 
 from __future__ import annotations
 

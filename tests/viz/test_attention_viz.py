@@ -1,4 +1,4 @@
-"""Rendering of attention maps (attention.md ATT-05): determinism, shapes, reference file names."""
+"""Rendering of attention maps: determinism, shapes, reference file names."""
 
 from __future__ import annotations
 
