@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,58 @@ def _texts() -> list[tuple[str, str]]:
 def test_no_reference_to_documents_outside_the_repository(name: str, text: str):
     hits = [m.group(0) for m in _FORBIDDEN.finditer(text)]
     assert not hits, f"{name} cites documents users do not have: {hits}; write the fact in docs/ instead"
+
+
+# Code, tests, benchmarks and tools: the same rule, plus bare names of the outside reference documents. The repo's own
+# guides are cited as ``docs/<name>.md``; a ``spec/`` inside a URL path (``github.com/spec/v1``) is not a citation.
+_OUTSIDE_NAMES = "|".join(
+    ["training", "evaluation", "hierarchical", "propagation", "attention", "environment", "style"]
+)
+_FORBIDDEN_IN_CODE = re.compile(
+    "|".join(
+        [
+            "\N{SECTION SIGN}",
+            r"(?<![\w./-])spec/",
+            r"DESIGN\.md",
+            r"/work/",
+            r"\b(?:TRN|HIE|PRP|EVL|ATT|ENV|MET)-[A-Z]?\d+\b",
+            rf"(?<![\w/.-])(?:{_OUTSIDE_NAMES})\.md\b",
+        ]
+    )
+)
+_CODE_ROOTS = ["dino_lib", "tests", "benchmarks", "tools", "Makefile", ".ci/run"]
+
+
+def _tracked_code_files() -> list[Path]:
+    """Tracked files under the code roots (every file under them when the checkout has no git metadata)."""
+    try:
+        listed = subprocess.run(
+            ["git", "ls-files", "-z", "--", *_CODE_ROOTS], cwd=REPO, capture_output=True, check=True, timeout=60
+        ).stdout.decode()
+        files = [REPO / name for name in listed.split("\0") if name]
+    except (OSError, subprocess.SubprocessError):
+        files = []
+    if not files:
+        files = [
+            p for root in _CODE_ROOTS for p in ([REPO / root] if (REPO / root).is_file() else (REPO / root).rglob("*"))
+        ]
+    this = Path(__file__).resolve()
+    return sorted(p for p in files if p.is_file() and p.resolve() != this and "__pycache__" not in p.parts)
+
+
+def test_code_tests_and_tools_cite_no_outside_documents():
+    files = _tracked_code_files()
+    assert any(p.suffix == ".py" for p in files), f"no Python files found under {_CODE_ROOTS} in {REPO}"
+    hits = []
+    for path in files:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:  # images and other binary fixtures
+            continue
+        for number, line in enumerate(text.splitlines(), start=1):
+            for match in _FORBIDDEN_IN_CODE.finditer(line):
+                hits.append(f"  {path.relative_to(REPO)}:{number}: {match.group(0)!r} in {line.strip()[:100]}")
+    assert not hits, (
+        f"{len(hits)} citation(s) of documents users do not have; state the fact in the project's own words or point "
+        "to a docs/<guide>.md section:\n" + "\n".join(hits)
+    )
