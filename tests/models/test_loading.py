@@ -331,7 +331,7 @@ def test_dinov2_training_checkpoint_with_chunked_blocks(tmp_path: Path) -> None:
         for key, value in to_dinov2_native(state, torch.zeros(1, 1, 64)).items():
             if key.startswith("blocks."):
                 index = int(key.split(".")[1])
-                key = f"blocks.{index // 1}.{key[len('blocks.') :]}"  # chunk size 1: blocks.<i>.<i>.
+                key = f"blocks.{index // 2}.{key[len('blocks.') :]}"  # chunks of 2 blocks: blocks.0.0., blocks.0.1.
             out[f"{prefix}.backbone.{key}"] = value
         out[f"{prefix}.dino_head.mlp.0.weight"] = torch.zeros(8, 64)
         out[f"{prefix}.ibot_head.mlp.0.weight"] = torch.zeros(8, 64)
