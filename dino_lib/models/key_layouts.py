@@ -11,9 +11,11 @@ them:
 * training checkpoints with ``block_chunks`` nest blocks as ``blocks.<chunk>.<index>.``;
 * ``mask_token`` is a training-only parameter (reported, never loaded).
 
-Layer scale (``blocks.i.ls1.gamma``, ``ls2.gamma``) has the same name on both sides. :func:`describe_state` reads
-the architecture of a state dict (width, depth, patch, registers, layer scale, SwiGLU, positional grid) so errors can
-say which backbone to build.
+Layer scale (``blocks.i.ls1.gamma``, ``ls2.gamma``) has the same name on both sides. Hugging Face ``transformers``
+checkpoints of DINOv2 (``Dinov2Model``) and DINO (``ViTModel``, e.g. the hub's ``model.safetensors``) are first
+renamed to DINOv2's layout by :func:`from_transformers` (separate q/k/v projections are concatenated into ``qkv``).
+:func:`describe_state` reads the architecture of a state dict (width, depth, patch, registers, layer scale, SwiGLU,
+positional grid) so errors can say which backbone to build.
 """
 
 from __future__ import annotations
@@ -24,10 +26,78 @@ import re
 import torch
 import torch.nn as nn
 
-__all__ = ["adapt_layout", "describe_state", "positional_prefix", "suggest_arch"]
+__all__ = ["adapt_layout", "describe_state", "positional_prefix", "suggest_arch", "from_transformers"]
 
 _CHUNKED = re.compile(r"^blocks\.\d+\.(\d+)\.(.*)$")
 _TIMM_DINOV2 = {384: "vit_small", 768: "vit_base", 1024: "vit_large", 1536: "vit_giant"}
+
+
+_HF_LAYER = re.compile(r"^(?:encoder\.)?layer\.(\d+)\.(.+)$")
+_HF_BLOCK = {
+    "norm1.": "norm1.",
+    "layernorm_before.": "norm1.",
+    "norm2.": "norm2.",
+    "layernorm_after.": "norm2.",
+    "attention.output.dense.": "attn.proj.",
+    "layer_scale1.lambda1": "ls1.gamma",
+    "layer_scale2.lambda1": "ls2.gamma",
+    "mlp.fc1.": "mlp.fc1.",
+    "mlp.fc2.": "mlp.fc2.",
+    "mlp.weights_in.": "mlp.w12.",
+    "mlp.weights_out.": "mlp.w3.",
+    "intermediate.dense.": "mlp.fc1.",
+    "output.dense.": "mlp.fc2.",
+}
+_HF_TOP = {
+    "embeddings.cls_token": "cls_token",
+    "embeddings.mask_token": "mask_token",
+    "embeddings.register_tokens": "register_tokens",
+    "embeddings.position_embeddings": "pos_embed",
+    "embeddings.patch_embeddings.projection.weight": "patch_embed.proj.weight",
+    "embeddings.patch_embeddings.projection.bias": "patch_embed.proj.bias",
+    "layernorm.weight": "norm.weight",
+    "layernorm.bias": "norm.bias",
+}
+
+
+def from_transformers(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename a Hugging Face ``Dinov2Model`` / ``ViTModel`` state dict to DINOv2's (= DINO's) layout.
+
+    Other state dicts come back unchanged. Keys may carry the ``dinov2.`` / ``vit.`` prefix of the task models;
+    the pooler and classifier are dropped by the loader as heads (``pooler.*`` is kept under its name).
+    """
+    for prefix in ("dinov2.", "vit."):
+        if any(k.startswith(prefix + "embeddings.") for k in state):
+            state = {(k[len(prefix) :] if k.startswith(prefix) else k): v for k, v in state.items()}
+    if "embeddings.patch_embeddings.projection.weight" not in state:
+        return state
+    out: dict[str, torch.Tensor] = {}
+    qkv: dict[tuple[int, str], dict[str, torch.Tensor]] = {}
+    for key, value in state.items():
+        if key in _HF_TOP:
+            out[_HF_TOP[key]] = value
+            continue
+        match = _HF_LAYER.match(key)
+        if not match:
+            out[key] = value
+            continue
+        index, rest = int(match.group(1)), match.group(2)
+        attn = re.match(r"^attention\.attention\.(query|key|value)\.(weight|bias)$", rest)
+        if attn:
+            qkv.setdefault((index, attn.group(2)), {})[attn.group(1)] = value
+            continue
+        for old, new in _HF_BLOCK.items():
+            if rest.startswith(old):
+                out[f"blocks.{index}.{new}{rest[len(old) :]}"] = value
+                break
+        else:
+            out[f"blocks.{index}.{rest}"] = value  # unknown: reported as unexpected by the loader
+    for (index, kind), parts in qkv.items():
+        if set(parts) == {"query", "key", "value"}:
+            out[f"blocks.{index}.attn.qkv.{kind}"] = torch.cat([parts["query"], parts["key"], parts["value"]])
+        else:
+            out.update({f"blocks.{index}.attention.attention.{n}.{kind}": v for n, v in parts.items()})
+    return out
 
 
 def positional_prefix(model: nn.Module) -> int:

@@ -9,7 +9,8 @@ Formats recognised:
 * timm / generic checkpoints: a plain state dict or ``{"state_dict": ...}`` / ``{"model": ...}``;
 * DINOv2 checkpoints in DINOv2's own layout (register tokens, layer scale, SwiGLU, chunked blocks, ``dino_head`` /
   ``ibot_head``, ``teacher.backbone.`` prefixes), re-keyed into timm's DINOv2 models by
-  :mod:`dino_lib.models.key_layouts`.
+  :mod:`dino_lib.models.key_layouts`;
+* Hugging Face ``transformers`` DINOv2 (``Dinov2Model``) and DINO (``ViTModel``) checkpoints, renamed likewise.
 
 Files may be ``.pth``, ``.pt``, ``.bin`` (torch pickles, read with ``weights_only=True``) or ``.safetensors``.
 The positional table's grid is read from the tensor and resampled to the model's when they differ.
@@ -27,7 +28,13 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from dino_lib.models.key_layouts import adapt_layout, describe_state, positional_prefix, suggest_arch
+from dino_lib.models.key_layouts import (
+    adapt_layout,
+    describe_state,
+    from_transformers,
+    positional_prefix,
+    suggest_arch,
+)
 from dino_lib.models.pos_embed import interpolate_pos_embed
 from dino_lib.utils.io import safe_torch_load
 
@@ -44,6 +51,7 @@ _IGNORABLE_PREFIXES = (
     "last_layer.",
     "dino_head.",
     "ibot_head.",
+    "pooler.",
 )
 _PREFIXES_TO_STRIP = ("module.", "backbone.", "encoder.")
 
@@ -216,6 +224,7 @@ def load_pretrained(
     path = Path(path)
     checkpoint = safe_torch_load(path)
     state, source = extract_state_dict(checkpoint, checkpoint_key, str(path))
+    state = from_transformers(state)
     ignored = sorted(k for k in state if k.startswith(_IGNORABLE_PREFIXES))
     state = {k: v for k, v in state.items() if k not in ignored}
     facts = describe_state(state)

@@ -331,7 +331,7 @@ def test_dinov2_training_checkpoint_with_chunked_blocks(tmp_path: Path) -> None:
         for key, value in to_dinov2_native(state, torch.zeros(1, 1, 64)).items():
             if key.startswith("blocks."):
                 index = int(key.split(".")[1])
-                key = f"blocks.{index // 1}.{key[len('blocks.') :]}"  # chunk size 1: blocks.<i>.<i>.
+                key = f"blocks.{index // 2}.{key[len('blocks.') :]}"  # chunks of 2 blocks: blocks.0.0., blocks.0.1.
             out[f"{prefix}.backbone.{key}"] = value
         out[f"{prefix}.dino_head.mlp.0.weight"] = torch.zeros(8, 64)
         out[f"{prefix}.ibot_head.mlp.0.weight"] = torch.zeros(8, 64)
@@ -391,3 +391,69 @@ def test_non_finite_or_integer_weights_are_refused(tmp_path):
         load_pretrained(model, tmp_path / "int.pth", checkpoint_key=None)
     torch.save(state, tmp_path / "ok.pth")
     assert load_pretrained(model, tmp_path / "ok.pth", checkpoint_key=None).loaded == len(state)
+
+
+def to_transformers(native: dict[str, torch.Tensor], *, dinov2: bool) -> dict[str, torch.Tensor]:
+    """Hugging Face ``Dinov2Model`` (``dinov2=True``) or ``ViTModel`` names for a DINOv2-/DINO-layout state dict."""
+    top = {
+        "cls_token": "embeddings.cls_token",
+        "mask_token": "embeddings.mask_token",
+        "register_tokens": "embeddings.register_tokens",
+        "pos_embed": "embeddings.position_embeddings",
+        "patch_embed.proj.weight": "embeddings.patch_embeddings.projection.weight",
+        "patch_embed.proj.bias": "embeddings.patch_embeddings.projection.bias",
+        "norm.weight": "layernorm.weight",
+        "norm.bias": "layernorm.bias",
+    }
+    names = {
+        "norm1.": "norm1." if dinov2 else "layernorm_before.",
+        "norm2.": "norm2." if dinov2 else "layernorm_after.",
+        "attn.proj.": "attention.output.dense.",
+        "ls1.gamma": "layer_scale1.lambda1",
+        "ls2.gamma": "layer_scale2.lambda1",
+        "mlp.fc1.": "mlp.fc1." if dinov2 else "intermediate.dense.",
+        "mlp.fc2.": "mlp.fc2." if dinov2 else "output.dense.",
+    }
+    out = {}
+    for key, value in native.items():
+        if key in top:
+            out[top[key]] = value
+            continue
+        _, index, rest = key.split(".", 2)
+        if rest.startswith("attn.qkv."):
+            kind = rest.rsplit(".", 1)[1]
+            for name, part in zip(("query", "key", "value"), value.chunk(3)):
+                out[f"encoder.layer.{index}.attention.attention.{name}.{kind}"] = part
+            continue
+        old = next(o for o in names if rest.startswith(o))
+        out[f"encoder.layer.{index}.{names[old]}{rest[len(old) :]}"] = value
+    return out
+
+
+def test_transformers_dinov2_with_registers_loads(tmp_path: Path) -> None:
+    """A Hugging Face Dinov2WithRegisters checkpoint (model.safetensors, ``dinov2.`` prefix of the task models)."""
+    from safetensors.torch import save_file
+
+    source = dinov2_timm(20).eval()
+    cls_pos = 0.02 * torch.randn(1, 1, 64, generator=torch.Generator().manual_seed(1))
+    hf = to_transformers(to_dinov2_native(source.state_dict(), cls_pos), dinov2=True)
+    assert "encoder.layer.1.attention.attention.key.bias" in hf and "embeddings.register_tokens" in hf
+    save_file({f"dinov2.{k}": v.contiguous() for k, v in hf.items()}, str(tmp_path / "model.safetensors"))
+    target = dinov2_timm(21).eval()
+    report = load_pretrained(target, tmp_path / "model.safetensors")
+    assert report.ignored == ["mask_token"]
+    x = torch.randn(2, 3, 56, 56)
+    torch.testing.assert_close(target(x), source(x))
+
+
+def test_transformers_dino_vit_loads_into_our_vit(tmp_path: Path) -> None:
+    """A Hugging Face ViTModel of DINO (facebook/dino-vits16 layout), pooler included."""
+    source = tiny(22, depth=2).eval()
+    hf = to_transformers(source.state_dict(), dinov2=False)
+    assert "encoder.layer.0.intermediate.dense.weight" in hf
+    hf["pooler.dense.weight"] = torch.zeros(192, 192)
+    torch.save({f"vit.{k}": v for k, v in hf.items()}, tmp_path / "pytorch_model.bin")
+    target = tiny(23, depth=2).eval()
+    report = load_pretrained(target, tmp_path / "pytorch_model.bin")
+    assert report.ignored == ["pooler.dense.weight"]
+    assert_same_weights(target, source.state_dict())
