@@ -125,21 +125,31 @@ def probe_image(path: str | Path, decode: bool = True) -> str | None:
 
 
 def check_images(
-    files: Sequence[Path], *, decode_limit: int = 5000, time_budget_s: float = 120.0
+    files: Sequence[Path],
+    *,
+    decode_limit: int = 5000,
+    time_budget_s: float = 120.0,
+    total_budget_s: float | None = None,
 ) -> tuple[list[Path], list[str]]:
-    """Check ``files`` before heavy work: full decode of the first ``decode_limit`` files (within the time budget),
-    header read of the rest. Returns ``(bad files, reasons)``; files past the budget are decoded when used."""
+    """Check ``files`` (in order) before heavy work: full decode of the first ``decode_limit`` files within
+    ``time_budget_s``, header read of the next ones, and nothing once ``total_budget_s`` is spent (None: no limit).
+    Returns ``(bad files, reasons)``; files not decoded here are decoded when used (errors then name them)."""
     bad: list[Path] = []
     reasons: list[str] = []
     start = time.perf_counter()
-    decoded = 0
+    decoded = checked = 0
     for path in files:
-        decode = decoded < decode_limit and time.perf_counter() - start < time_budget_s
+        elapsed = time.perf_counter() - start
+        if total_budget_s is not None and elapsed > total_budget_s:
+            break
+        decode = decoded < decode_limit and elapsed < time_budget_s
         decoded += decode
+        checked += 1
         reason = probe_image(path, decode=decode)
         if reason is not None:
             bad.append(path)
             reasons.append(reason)
     if decoded < len(files):
-        logger.info("decoded %d of %d images before the run; the others are decoded when used", decoded, len(files))
+        logger.info("images checked before the run: %d decoded, %d headers read, %d left to be decoded when used",
+                    decoded, checked - decoded, len(files) - checked)  # fmt: skip
     return bad, reasons

@@ -214,7 +214,7 @@ def run_evaluation(cfg: EvalConfig, *, progress: bool = True) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     if not cfg.load_features or cfg.task != "knn":
         splits = labelled_splits(cfg.data_path, None, None)
-        check_folder_images([splits.train, splits.val])
+        check_folder_images([splits.val, splits.train])
     backbone = load_backbone(cfg)
     mark_started(cfg.output_dir)  # inputs checked: results written from here on are kept
     summary: dict[str, Any] = {}

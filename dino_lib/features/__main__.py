@@ -40,7 +40,7 @@ def extract_images(cfg: FeatureConfig) -> dict[str, Path]:
     for split in cfg.splits:  # every split is listed and decoded before the model is built
         folders.append(LabelledImageFolder(root / split, None, classes=classes))
         classes = folders[-1].classes
-    check_folder_images(folders)
+    check_folder_images(folders[::-1])  # the last split (usually val) first
     device = resolve_device(cfg.device)
     model, _ = build_eval_backbone(
         cfg.arch,

@@ -177,7 +177,9 @@ def extract_regions(cfg: RegionExtractionConfig, encoder: TileEncoder | None = N
              world, len(rows), out)  # fmt: skip
     part = out / ("manifest.csv" if world == 1 else f"manifest.rank{rank}.csv")
     files = [f for src in todo for f in src.files]
-    bad, reasons = check_images(files)  # decode before any work (up to a budget; the rest when read)
+    bad, reasons = check_images(
+        files, total_budget_s=300.0
+    )  # decode before any work (up to a budget; the rest when read)
     if bad:
         raise RegionDataError(
             f"{len(bad)} of {len(files)} region images cannot be read:\n  " + "\n  ".join(reasons[:20])

@@ -342,7 +342,9 @@ def propagate(
         if keyframes:
             check_first_label(cfg, video, keyframes[0])
         frames += video.frames[:n]
-    bad, reasons = check_images(frames)  # decode the frames (up to a budget; the rest are decoded when used)
+    bad, reasons = check_images(
+        frames, total_budget_s=300.0
+    )  # decode the frames (up to a budget; the rest are decoded when used)
     if bad:
         raise PropagationInputError(
             f"{len(bad)} of {len(frames)} frames cannot be read:\n  " + "\n  ".join(reasons[:20]) + "\nreplace them"

@@ -60,6 +60,7 @@ def test_check_images_decodes_within_the_limit_then_reads_headers(tmp_path, trun
     bad, reasons = check_images([good, cut])
     assert bad == [cut] and "b.jpg" in reasons[0]
     assert check_images([good, cut], decode_limit=1) == ([], [])  # past the limit: header only
+    assert check_images([cut], total_budget_s=-1.0) == ([], [])  # past the total budget: decoded when used
 
 
 def test_dataset_reports_or_skips_a_truncated_image_found_at_use(tmp_path, truncated_jpeg, caplog):
