@@ -9,7 +9,7 @@ Usage::
 Prints ONE JSON object, with the machine header (CPU model and matmul flags, threads, what ``precision: auto``
 picks; :func:`dino_lib.utils.perf.machine_header`). Both parts run in the precision ``--precision`` resolves to
 (default ``auto``: fp32 on a CPU without native bf16, bf16 where it is native); the ratios they report compare
-two runs in that same precision, so no MFU is given:
+two runs in that same precision. ``extraction.bare_forward`` gives the encoder's MFU (or "no native support"):
 
 * ``extraction``: tiles/s of :func:`dino_lib.features.regions.extract_regions` (vit_small/16 at 256 px on the CPU;
   JPEG decoding, tiling and writing overlapped in background threads) and tiles/s of the bare model forward
@@ -39,7 +39,7 @@ from dino_lib.features.regions import RegionExtractionConfig, extract_regions
 from dino_lib.hierarchical.encoder import load_tile_encoder
 from dino_lib.hierarchical.manifest import write_manifest
 from dino_lib.runtime import autocast, resolve_precision
-from dino_lib.utils.perf import machine_header, peak_rss_mb
+from dino_lib.utils.perf import machine_header, measure_peaks, mfu_report, peak_rss_mb, vit_forward_flops
 
 
 def _write_regions(folder: Path, n: int, size: int) -> None:
@@ -83,11 +83,14 @@ def bench_extraction(args: argparse.Namespace, work: Path) -> dict:
     bare = n_fw * args.tile_batch / bare_best
     result = max(results, key=lambda r: r.tiles_per_second)
     rate = result.tiles_per_second
+    args.peaks = measure_peaks([args.resolved_precision], "cpu")
+    flops_per_tile = vit_forward_flops(encoder.backbone, (256, 256))
+    bare_mfu = mfu_report(flops_per_tile * bare, args.resolved_precision, args.peaks)
     return {"arch": "vit_small/16", "tile_px": 256, "precision": args.resolved_precision, "regions": args.regions,
             "region_px": args.region_size, "tiles": result.tiles, "tile_batch": args.tile_batch,
             "extraction_tiles_per_s": round(rate, 3), "bare_forward_tiles_per_s": round(bare, 3),
             "repeats": args.repeats, "fraction_of_bare_forward": round(rate / bare, 4), "encoder_busy_fraction":
-            round(result.encoder_seconds / result.loop_seconds, 4)}  # fmt: skip
+            round(result.encoder_seconds / result.loop_seconds, 4), "bare_forward": bare_mfu}  # fmt: skip
 
 
 def _region_data(folder: Path, n: int, g: int = 16, dim: int = 384) -> None:
@@ -182,7 +185,7 @@ def main(argv: list[str] | None = None) -> dict:
         (work / "b").mkdir()
         extraction = bench_extraction(args, work / "a")
         training = bench_region_training(args, work / "b")
-    report = {"benchmark": "hierarchical", "quick": args.quick, "machine": machine_header("cpu"),
+    report = {"benchmark": "hierarchical", "quick": args.quick, "machine": machine_header("cpu", args.peaks),
               "precision": args.resolved_precision, "extraction": extraction, "region_training": training,
               "peak_rss_mb": round(peak_rss_mb(), 1)}  # fmt: skip
     print(json.dumps(report))

@@ -36,7 +36,7 @@ import torch
 from PIL import Image
 
 from dino_lib.runtime import resolve_precision
-from dino_lib.utils.perf import benchmark_precisions, machine_header
+from dino_lib.utils.perf import benchmark_precisions, machine_header, measure_peaks, mfu_report, vit_forward_flops
 
 
 def _rss_mb() -> float:
@@ -63,9 +63,9 @@ def _write_video(root: Path, n: int, hw: tuple[int, int] = (480, 854)) -> Path:
     return root
 
 
-def _steady_ratio(root: Path, protocol: str, precision: str, rounds: int = 3) -> tuple[float, float]:
+def _steady_ratio(root: Path, protocol: str, precision: str, rounds: int = 3) -> tuple[float, float, int]:
     """Per-frame extraction and full-context propagation time, measured alternately (so both see the same machine
-    load) and each taken as the best of ``rounds``: returns ``(extract_s, propagate_s)``."""
+    load) and each taken as the best of ``rounds``: returns ``(extract_s, propagate_s, backbone_flops_per_frame)``."""
     from dino_lib.propagation.backbones import build_extractor
     from dino_lib.propagation.core import PropagationParams, propagate_frame
     from dino_lib.propagation.features import FeatureProvider
@@ -96,10 +96,10 @@ def _steady_ratio(root: Path, protocol: str, precision: str, rounds: int = 3) ->
         t0 = time.perf_counter()
         propagate_frame(feats[8], feats[:8], labels, params)
         best_p = min(best_p, time.perf_counter() - t0)
-    return best_e, best_p
+    return best_e, best_p, vit_forward_flops(extractor.model, geo.input_hw)
 
 
-def _video_mode(root: Path, out: Path, protocol: str, precision: str, batch: int) -> dict:
+def _video_mode(root: Path, out: Path, protocol: str, precision: str, batch: int, peaks: dict) -> dict:
     from dino_lib.propagation import PropagationConfig, propagate
 
     cfg = PropagationConfig(
@@ -119,7 +119,7 @@ def _video_mode(root: Path, out: Path, protocol: str, precision: str, batch: int
     (result,) = propagate(cfg)
     manifest = json.loads((result.out_dir / "manifest.json").read_text())
     t = result.timings
-    steady_e, steady_p = _steady_ratio(root, protocol, precision)
+    steady_e, steady_p, flops = _steady_ratio(root, protocol, precision)
     return {
         "protocol": protocol,
         "precision": precision,
@@ -133,6 +133,7 @@ def _video_mode(root: Path, out: Path, protocol: str, precision: str, batch: int
         "extraction_s_per_frame": round(steady_e, 4),
         "propagation_s_per_frame_full_context": round(steady_p, 4),
         "propagation_over_extraction": round(steady_p / steady_e, 4),
+        "extraction": mfu_report(flops / steady_e, precision, peaks),
     }
 
 
@@ -184,9 +185,10 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     n = args.frames or (9 if args.quick else 12)
     precisions = benchmark_precisions(args.precision, "cpu")
+    peaks = measure_peaks(precisions, "cpu")
     report: dict = {
         "benchmark": "propagation",
-        "machine": machine_header("cpu"),
+        "machine": machine_header("cpu", peaks),
         "arch": "vit_small/16 (random weights)",
         "n_last_frames": 7,
         "radius": 12,
@@ -194,9 +196,9 @@ def main(argv: list[str] | None = None) -> dict:
     }
     with tempfile.TemporaryDirectory() as tmp:
         root = _write_video(Path(tmp) / "DAVIS", n)
-        modes = {"parity_fp32": _video_mode(root, Path(tmp) / "parity", "davis_parity", "fp32", 4)}
+        modes = {"parity_fp32": _video_mode(root, Path(tmp) / "parity", "davis_parity", "fp32", 4, peaks)}
         for precision in precisions:
-            modes[f"default_{precision}"] = _video_mode(root, Path(tmp) / precision, "default", precision, 4)
+            modes[f"default_{precision}"] = _video_mode(root, Path(tmp) / precision, "default", precision, 4, peaks)
         report["davis_854x480"] = modes
     auto = report["davis_854x480"].get(f"default_{resolve_precision('auto', 'cpu')}")
     ctx = mp.get_context("spawn")
