@@ -4,11 +4,15 @@ Usage::
 
     python benchmarks/hierarchical.py [--quick] [--regions 6] [--region-size 1024] [--tile-batch 32]
                                       [--train-batch 16] [--train-steps 6] [--out-dim 65536] [--workers 0]
+                                      [--precision auto]
 
-Prints ONE JSON object:
+Prints ONE JSON object, with the machine header (CPU model and matmul flags, threads, what ``precision: auto``
+picks; :func:`dino_lib.utils.perf.machine_header`). Both parts run in the precision ``--precision`` resolves to
+(default ``auto``: fp32 on a CPU without native bf16, bf16 where it is native); the ratios they report compare
+two runs in that same precision. ``extraction.bare_forward`` gives the encoder's MFU (or "no native support"):
 
-* ``extraction``: tiles/s of :func:`dino_lib.features.regions.extract_regions` (vit_small/16 at 256 px, CPU bf16
-  autocast; JPEG decoding, tiling and writing overlapped in background threads) and tiles/s of the bare model forward
+* ``extraction``: tiles/s of :func:`dino_lib.features.regions.extract_regions` (vit_small/16 at 256 px on the CPU;
+  JPEG decoding, tiling and writing overlapped in background threads) and tiles/s of the bare model forward
   on a batch of the same size (best of ``--repeats`` alternating runs each), and their ratio
   ``fraction_of_bare_forward`` (target >= 0.9); ``encoder_busy_fraction`` is the share of the extraction loop spent
   in the encoder (close to 1 = never waiting for I/O).
@@ -22,8 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -36,7 +38,8 @@ from dino_lib.config import from_dict
 from dino_lib.features.regions import RegionExtractionConfig, extract_regions
 from dino_lib.hierarchical.encoder import load_tile_encoder
 from dino_lib.hierarchical.manifest import write_manifest
-from dino_lib.utils.perf import peak_rss_mb
+from dino_lib.runtime import autocast, resolve_precision
+from dino_lib.utils.perf import machine_header, measure_peaks, mfu_report, peak_rss_mb, vit_forward_flops
 
 
 def _write_regions(folder: Path, n: int, size: int) -> None:
@@ -57,7 +60,7 @@ def bench_extraction(args: argparse.Namespace, work: Path) -> dict:
     n_fw = max(2, args.regions * (args.region_size // 256) ** 2 // args.tile_batch)
 
     def bare_forward() -> float:
-        with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
+        with autocast("cpu", args.resolved_precision), torch.no_grad():
             start = time.perf_counter()
             for _ in range(n_fw):
                 encoder.backbone(tiles)  # bare model forward: no resize/normalise, no I/O
@@ -66,7 +69,7 @@ def bench_extraction(args: argparse.Namespace, work: Path) -> dict:
     bare_forward()  # warm-up
     cfg = from_dict(RegionExtractionConfig, {
         "data_path": str(src), "output_dir": str(work / "out"), "tile_size": 256, "batch_size": args.tile_batch,
-        "precision": "bf16", "device": "cpu", "arch": "vit_small", "fallback_encoder": {"depth": 12},
+        "precision": args.precision, "device": "cpu", "arch": "vit_small", "fallback_encoder": {"depth": 12},
     })  # fmt: skip
     # warm-up run with the same encoder instance (oneDNN primitives, thread pools, page cache)
     extract_regions(from_dict(RegionExtractionConfig, {**vars(cfg), "output_dir": str(work / "warm")}), encoder)
@@ -80,11 +83,14 @@ def bench_extraction(args: argparse.Namespace, work: Path) -> dict:
     bare = n_fw * args.tile_batch / bare_best
     result = max(results, key=lambda r: r.tiles_per_second)
     rate = result.tiles_per_second
-    return {"arch": "vit_small/16", "tile_px": 256, "dtype": "bf16_autocast", "regions": args.regions,
+    args.peaks = measure_peaks([args.resolved_precision], "cpu")
+    flops_per_tile = vit_forward_flops(encoder.backbone, (256, 256))
+    bare_mfu = mfu_report(flops_per_tile * bare, args.resolved_precision, args.peaks)
+    return {"arch": "vit_small/16", "tile_px": 256, "precision": args.resolved_precision, "regions": args.regions,
             "region_px": args.region_size, "tiles": result.tiles, "tile_batch": args.tile_batch,
             "extraction_tiles_per_s": round(rate, 3), "bare_forward_tiles_per_s": round(bare, 3),
             "repeats": args.repeats, "fraction_of_bare_forward": round(rate / bare, 4), "encoder_busy_fraction":
-            round(result.encoder_seconds / result.loop_seconds, 4)}  # fmt: skip
+            round(result.encoder_seconds / result.loop_seconds, 4), "bare_forward": bare_mfu}  # fmt: skip
 
 
 def _region_data(folder: Path, n: int, g: int = 16, dim: int = 384) -> None:
@@ -98,7 +104,7 @@ def _region_data(folder: Path, n: int, g: int = 16, dim: int = 384) -> None:
 
 
 def bench_region_training(args: argparse.Namespace, work: Path) -> dict:
-    from dino_lib.distributed import DistInfo
+    from dino_lib.runtime import DistInfo
     from dino_lib.train.config import TrainConfig
     from dino_lib.train.grad import clip_gradients
     from dino_lib.train.setup import build_run, make_loader
@@ -109,8 +115,8 @@ def bench_region_training(args: argparse.Namespace, work: Path) -> dict:
     _region_data(data, args.train_batch * n_batches)
     cfg = from_dict(TrainConfig, {
         "task": "regions", "data_path": str(data), "output_dir": str(work / "run"), "batch_size_per_gpu":
-        args.train_batch, "out_dim": args.out_dim, "precision": "bf16", "num_workers": args.workers, "epochs": 1,
-        "warmup_epochs": 0, "device": "cpu", "region": {"g": 16, "input_dim": 384},
+        args.train_batch, "out_dim": args.out_dim, "precision": args.precision, "num_workers": args.workers,
+        "epochs": 1, "warmup_epochs": 0, "device": "cpu", "region": {"g": 16, "input_dim": 384},
     })  # fmt: skip
     device = torch.device("cpu")
     parts = build_run(cfg, DistInfo(), device)
@@ -118,7 +124,7 @@ def bench_region_training(args: argparse.Namespace, work: Path) -> dict:
         group["lr"] = 1e-4
 
     def step(crops: list[torch.Tensor]) -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with autocast(device, parts.precision):
             with torch.no_grad():
                 teacher_out = parts.teacher(crops[:2])
             student_out = parts.student(crops)
@@ -148,7 +154,7 @@ def bench_region_training(args: argparse.Namespace, work: Path) -> dict:
     done = len(t_loaded)
     compute, loaded = 1.0 / float(np.median(t_compute)), 1.0 / float(np.median(t_loaded))
     return {"model": "vit4k_xs", "grid": 16, "crops": "2x14 + 8x6", "out_dim": args.out_dim, "batch": args.train_batch,
-            "dtype": "bf16_autocast", "workers": args.workers, "steps": done,
+            "precision": parts.precision, "workers": args.workers, "steps": done,
             "steps_per_s_with_loading": round(loaded, 4), "steps_per_s_compute_only": round(compute, 4),
             "fraction_of_compute_only": round(loaded / compute, 4),
             "data_seconds_per_step": round(float(np.median(t_data)), 4),
@@ -166,7 +172,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out-dim", type=int, default=65536)
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=3, help="extraction runs (best of)")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     args = parser.parse_args(argv)
+    args.resolved_precision = resolve_precision(args.precision, "cpu")
     if args.quick:
         args.regions, args.region_size, args.tile_batch = 4, 512, 8
         args.train_batch, args.train_steps, args.out_dim, args.repeats = 8, 4, 4096, 2
@@ -177,9 +185,8 @@ def main(argv: list[str] | None = None) -> dict:
         (work / "b").mkdir()
         extraction = bench_extraction(args, work / "a")
         training = bench_region_training(args, work / "b")
-    report = {"benchmark": "hierarchical", "quick": args.quick, "torch": str(torch.__version__),
-              "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "machine": platform.machine(),
-              "extraction": extraction, "region_training": training,
+    report = {"benchmark": "hierarchical", "quick": args.quick, "machine": machine_header("cpu", args.peaks),
+              "precision": args.resolved_precision, "extraction": extraction, "region_training": training,
               "peak_rss_mb": round(peak_rss_mb(), 1)}  # fmt: skip
     print(json.dumps(report))
     return report

@@ -1,19 +1,21 @@
 """Speed of the metric kernels: vectorised confusion matrices (semantic IoU) and DAVIS J&F per frame.
 
-Usage: ``python benchmarks/metrics.py [--quick] [--frames N] [--height H] [--width W]``; prints one JSON object.
+Usage: ``python benchmarks/metrics.py [--quick] [--frames N] [--height H] [--width W]``; prints one JSON object with
+the machine header (CPU model, matmul flags, threads, what ``precision: auto`` picks). The metrics are integer
+counting on NumPy arrays: no precision choice and no matmul, hence no MFU.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
 import time
 
 import numpy as np
 
 from dino_lib.metrics.davis import evaluate_sequence
 from dino_lib.metrics.semantic import frame_confusions
+from dino_lib.utils.perf import machine_header, peak_rss_mb
 
 
 def _timed(fn, repeats: int) -> float:
@@ -59,6 +61,7 @@ def main() -> None:
         json.dumps(
             {
                 "benchmark": "metrics",
+                "machine": machine_header("cpu"),
                 "quick": args.quick,
                 "confusion": {
                     "frames": n,
@@ -75,7 +78,7 @@ def main() -> None:
                     "seconds": round(t_jf, 4),
                     "ms_per_object_frame": round(1000 * t_jf / object_frames, 2),
                 },
-                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                "peak_rss_mb": round(peak_rss_mb(), 1),
             }
         )
     )

@@ -2,19 +2,21 @@
 
 Prints one JSON object:
 
+* ``machine``: the machine header (CPU model and matmul flags, threads, what ``precision: auto`` picks);
 * ``davis_854x480``: a synthetic 854 x 480 DAVIS-layout video propagated end to end with vit_small/16 (random
   weights: speed does not depend on the values), 7 context frames + the anchor, radius 12, top-5, on the CPU, in
-  ``parity`` mode (fp32, reference geometry 832 x 480) and ``fast`` mode (bf16 backbone and bf16
-  pre-selection of neighbours with exact fp32 re-scoring, default geometry):
+  ``parity`` mode (always fp32, reference geometry 832 x 480) and in the default mode with ``precision: auto``
+  (``default_<precision>``: fp32 on a CPU without native bf16; with bf16 the backbone runs in bf16 and neighbours
+  are pre-selected in bf16 with exact fp32 re-scoring; default geometry); ``--precision`` adds other precisions:
   frames/s and the split into feature extraction, propagation and decoding/writing; plus the steady state: one
   frame's extraction and one full-context propagation step (features given), measured alternately, best of 3, and
-  their ratio (target: < 0.2);
+  their ratio (target: < 0.2). ``targets.auto_not_slower_than_parity`` compares end-to-end frames/s;
 * ``peak_2048x1024_p8``: peak resident memory of one propagation step at 2048 x 1024 with patch 8 (a 128 x 256
   grid, 384-d features, 8 contexts, 27 classes, decoding to native size), measured in a fresh process with the
   features given (target: < 4 GB). Set ``--extract-2048`` to also run the vit_small/8 backbone at that size
   (slow on CPUs).
 
-Usage: ``python benchmarks/propagation.py [--quick] [--frames N] [--extract-2048]``
+Usage: ``python benchmarks/propagation.py [--quick] [--frames N] [--extract-2048] [--precision auto,bf16]``
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+
+from dino_lib.runtime import resolve_precision
+from dino_lib.utils.perf import benchmark_precisions, machine_header, measure_peaks, mfu_report, vit_forward_flops
 
 
 def _rss_mb() -> float:
@@ -58,9 +63,9 @@ def _write_video(root: Path, n: int, hw: tuple[int, int] = (480, 854)) -> Path:
     return root
 
 
-def _steady_ratio(root: Path, protocol: str, dtype: str, rounds: int = 3) -> tuple[float, float]:
+def _steady_ratio(root: Path, protocol: str, precision: str, rounds: int = 3) -> tuple[float, float, int]:
     """Per-frame extraction and full-context propagation time, measured alternately (so both see the same machine
-    load) and each taken as the best of ``rounds``: returns ``(extract_s, propagate_s)``."""
+    load) and each taken as the best of ``rounds``: returns ``(extract_s, propagate_s, backbone_flops_per_frame)``."""
     from dino_lib.propagation.backbones import build_extractor
     from dino_lib.propagation.core import PropagationParams, propagate_frame
     from dino_lib.propagation.features import FeatureProvider
@@ -75,13 +80,14 @@ def _steady_ratio(root: Path, protocol: str, dtype: str, rounds: int = 3) -> tup
         frames,
         geo,
         device=torch.device("cpu"),
-        dtype=dtype,
+        precision=precision,
         antialias=protocol != "davis_parity",
         round_uint8=protocol == "davis_parity",
     )
     feats = torch.cat([provider.extract([read_frame(f)]) for f in frames[:9]])  # (9, D, h, w), real features
     labels = torch.rand(8, 3, *geo.grid_hw, generator=torch.Generator().manual_seed(0))
-    params = PropagationParams(topk=5, temperature=0.1, radius=12, score_dtype=dtype)
+    score_dtype = "bfloat16" if precision == "bf16" else "float32"  # as dino_lib.propagation.run chooses
+    params = PropagationParams(topk=5, temperature=0.1, radius=12, score_dtype=score_dtype)
     best_e = best_p = float("inf")
     for r in range(rounds):
         t0 = time.perf_counter()
@@ -90,10 +96,10 @@ def _steady_ratio(root: Path, protocol: str, dtype: str, rounds: int = 3) -> tup
         t0 = time.perf_counter()
         propagate_frame(feats[8], feats[:8], labels, params)
         best_p = min(best_p, time.perf_counter() - t0)
-    return best_e, best_p
+    return best_e, best_p, vit_forward_flops(extractor.model, geo.input_hw)
 
 
-def _video_mode(root: Path, out: Path, protocol: str, dtype: str, batch: int) -> dict:
+def _video_mode(root: Path, out: Path, protocol: str, precision: str, batch: int, peaks: dict) -> dict:
     from dino_lib.propagation import PropagationConfig, propagate
 
     cfg = PropagationConfig(
@@ -102,8 +108,7 @@ def _video_mode(root: Path, out: Path, protocol: str, dtype: str, batch: int) ->
         protocol=protocol,
         arch="vit_small",
         patch_size=16,
-        dtype=dtype,
-        score_dtype=dtype,
+        precision=precision,
         batch_size=batch,
         output_dir=str(out),
         feature_cache=False,
@@ -114,10 +119,10 @@ def _video_mode(root: Path, out: Path, protocol: str, dtype: str, batch: int) ->
     (result,) = propagate(cfg)
     manifest = json.loads((result.out_dir / "manifest.json").read_text())
     t = result.timings
-    steady_e, steady_p = _steady_ratio(root, protocol, dtype)
+    steady_e, steady_p, flops = _steady_ratio(root, protocol, precision)
     return {
         "protocol": protocol,
-        "backbone_dtype": dtype,
+        "precision": precision,
         "frames": result.written,
         "input_hw": manifest["geometry"]["input_hw"],
         "grid_hw": manifest["geometry"]["grid_hw"],
@@ -128,6 +133,7 @@ def _video_mode(root: Path, out: Path, protocol: str, dtype: str, batch: int) ->
         "extraction_s_per_frame": round(steady_e, 4),
         "propagation_s_per_frame_full_context": round(steady_p, 4),
         "propagation_over_extraction": round(steady_p / steady_e, 4),
+        "extraction": mfu_report(flops / steady_e, precision, peaks),
     }
 
 
@@ -135,6 +141,7 @@ def _peak_2048(queue: mp.Queue, extract: bool) -> None:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     from dino_lib.propagation.core import PropagationParams, l2_normalise, propagate_frame
     from dino_lib.propagation.geometry import decode_prediction
+    from dino_lib.runtime import autocast, resolve_precision
 
     base = _rss_mb()
     grid, dim, classes = (128, 256), 384, 27
@@ -153,7 +160,7 @@ def _peak_2048(queue: mp.Queue, extract: bool) -> None:
 
         model = build_extractor("vit_small", patch_size=8)
         t0 = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with autocast("cpu", resolve_precision("auto", "cpu")):
             feats0 = model(torch.randn(1, 3, 1024, 2048))
         result["extraction_s"] = round(time.perf_counter() - t0, 2)
         del feats0, model
@@ -174,13 +181,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true", help="fewer frames")
     parser.add_argument("--frames", type=int, default=None, help="video length (default 12, quick 9)")
     parser.add_argument("--extract-2048", action="store_true", help="also run vit_small/8 at 2048 x 1024")
+    parser.add_argument("--precision", default="auto", help="default-mode precisions, e.g. auto,bf16 (default: auto)")
     args = parser.parse_args(argv)
     n = args.frames or (9 if args.quick else 12)
+    precisions = benchmark_precisions(args.precision, "cpu")
+    peaks = measure_peaks(precisions, "cpu")
     report: dict = {
         "benchmark": "propagation",
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "device": "cpu",
+        "machine": machine_header("cpu", peaks),
         "arch": "vit_small/16 (random weights)",
         "n_last_frames": 7,
         "radius": 12,
@@ -188,10 +196,11 @@ def main(argv: list[str] | None = None) -> dict:
     }
     with tempfile.TemporaryDirectory() as tmp:
         root = _write_video(Path(tmp) / "DAVIS", n)
-        report["davis_854x480"] = {
-            "parity_fp32": _video_mode(root, Path(tmp) / "parity", "davis_parity", "float32", 4),
-            "fast_bf16": _video_mode(root, Path(tmp) / "fast", "default", "bfloat16", 4),
-        }
+        modes = {"parity_fp32": _video_mode(root, Path(tmp) / "parity", "davis_parity", "fp32", 4, peaks)}
+        for precision in precisions:
+            modes[f"default_{precision}"] = _video_mode(root, Path(tmp) / precision, "default", precision, 4, peaks)
+        report["davis_854x480"] = modes
+    auto = report["davis_854x480"].get(f"default_{resolve_precision('auto', 'cpu')}")
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     proc = ctx.Process(target=_peak_2048, args=(queue, args.extract_2048))
@@ -204,6 +213,10 @@ def main(argv: list[str] | None = None) -> dict:
         ),
         "peak_2048x1024_p8_under_4gb": report["peak_2048x1024_p8"]["peak_rss_mb"] < 4096,
     }
+    if auto is not None:  # absent when --precision leaves auto out
+        parity_fps = modes["parity_fp32"]["frames_per_s"]
+        report["targets"]["auto_over_parity_frames_per_s"] = round(auto["frames_per_s"] / parity_fps, 3)
+        report["targets"]["auto_not_slower_than_parity"] = auto["frames_per_s"] >= parity_fps
     print(json.dumps(report))
     return report
 
