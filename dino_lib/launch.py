@@ -267,8 +267,10 @@ def launch(
     try:
         if cfg.launcher == "local":
             from dino_lib.train.loop import train
+            from dino_lib.utils.rundir import RunFolder
 
-            train(cfg, callback=bar)
+            with RunFolder(cfg.output_dir):  # one run per folder, as on the command line
+                train(cfg, callback=bar)
             run_dir = Path(cfg.output_dir)
             return LaunchResult(run_dir, "local", records=read_log(run_dir / "log.jsonl"))
         if cfg.launcher == "torchrun":

@@ -82,3 +82,12 @@ def test_submitit_local_executor(tmp_path):
     assert res.job_id is not None
     assert safe_torch_load(tmp_path / "run" / "checkpoint.pth")["epoch"] == 1
     assert (tmp_path / "run" / "slurm").is_dir()
+
+
+def test_launch_in_process_takes_the_run_folder_lock(tmp_path):
+    from dino_lib.utils.rundir import OutputDirError, RunFolder
+
+    cfg = _cfg(tmp_path)
+    with RunFolder(cfg.output_dir), pytest.raises(OutputDirError, match="in use by another run"):
+        launch(cfg, progress=False)
+    assert not (tmp_path / "run" / "checkpoint.pth").exists()
