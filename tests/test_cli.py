@@ -113,7 +113,7 @@ TWIN_ERRORS = {
     "features": (["--config", "params/extract_region_features/ci.yaml", "tile_size=0"], "tile_size"),
     "propagation": (["--config", "params/propagate_segmentation/ci.yaml", "--topk", "0"], "topk"),
     "metrics": (["--config", "params/segmentation_metrics/ci.yaml", "mode=iou"], "mode"),
-    "attention": (["--config", "params/attention/ci.yaml", "image_dir=/no/such/dir"], "image_dir"),
+    "attention": (["--config", "params/attention_maps/ci.yaml", "image_dir=/no/such/dir"], "image_dir"),
     "attention-hipt": (["--config", "params/hipt_heatmaps/ci.yaml", "--scale=0"], "scale"),
 }
 

@@ -13,7 +13,7 @@ from skimage import data
 from dino_lib.models import build_backbone
 
 REPO = Path(__file__).resolve().parents[2]
-MAPS = REPO / "params" / "attention" / "ci.yaml"
+MAPS = REPO / "params" / "attention_maps" / "ci.yaml"
 HIPT = REPO / "params" / "hipt_heatmaps" / "ci.yaml"
 
 CASES = {
