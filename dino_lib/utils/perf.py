@@ -15,7 +15,21 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
-__all__ = ["measure_matmul_peak", "vit_forward_flops", "peak_rss_mb", "Timer"]
+__all__ = ["measure_matmul_peak", "vit_forward_flops", "peak_rss_mb", "Timer", "cpu_description", "MATMUL_FLAGS"]
+
+#: CPU feature flags that decide which matmul kernels oneDNN / MKL can use (vector width, FMA, bf16/int8 units).
+MATMUL_FLAGS = (
+    "avx",
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512_bf16",
+    "avx512_vnni",
+    "avx512_fp16",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+)
 
 
 def measure_matmul_peak(dtype: torch.dtype = torch.float32, n: int = 1024, repeats: int = 5) -> float:
@@ -103,3 +117,29 @@ class Timer:
     def best(self) -> float:
         """Fastest lap (the least disturbed measurement)."""
         return min(self.laps) if self.laps else 0.0
+
+
+def cpu_description() -> dict[str, object]:
+    """CPU model name, its matmul-relevant flags (:data:`MATMUL_FLAGS`) and the torch thread count.
+
+    Benchmarks print this beside their numbers: the same code runs 10-100x apart in bf16 depending on whether the
+    CPU has native bf16 units (``avx512_bf16``/``amx_bf16``), so a number without the machine is not comparable.
+    Reads ``/proc/cpuinfo`` (Linux); elsewhere the model comes from :mod:`platform` and the flags are unknown.
+    """
+    import platform
+
+    model, flags = platform.processor() or platform.machine(), None
+    try:
+        text = open("/proc/cpuinfo").read()
+    except OSError:
+        text = ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and model in ("", platform.machine(), platform.processor()):
+            model = value.strip()
+        elif key.strip() == "flags" and flags is None:
+            present = set(value.split())
+            flags = [f for f in MATMUL_FLAGS if f in present]
+    import os
+
+    return {"model": model, "matmul_flags": flags, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads()}

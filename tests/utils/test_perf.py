@@ -54,3 +54,13 @@ def test_peak_rss_and_timer() -> None:
             time.sleep(0.01)
     assert len(timer.laps) == 2
     assert 0.009 <= timer.best <= timer.seconds
+
+
+def test_cpu_description_names_the_machine() -> None:
+    from dino_lib.utils.perf import MATMUL_FLAGS, cpu_description
+
+    info = cpu_description()
+    assert isinstance(info["model"], str) and info["model"]
+    assert info["torch_threads"] >= 1 and info["cores"] >= 1
+    if info["matmul_flags"] is not None:  # Linux: a subset of the known flags, in their listed order
+        assert [f for f in MATMUL_FLAGS if f in info["matmul_flags"]] == info["matmul_flags"]
