@@ -1,6 +1,6 @@
 """``make demo``: build the sample data, then run every notebook in pipeline order with its ``ci.yaml``.
 
-Steps with a ``params/<notebook>/demo.yaml`` take those values over their ``ci.yaml`` ones: the demo pretrains with
+Steps with a ``params/demo/<notebook>.yaml`` take those values over their ``ci.yaml`` ones: the demo pretrains with
 the small-data recipe on scikit-learn's handwritten digits for a few minutes, so that the later steps show what a
 model that learned looks like (k-NN far above random weights, attention on the strokes).
 
@@ -35,7 +35,7 @@ class DemoStep:
 
     notebook: str
     chained: dict[str, Any] = dataclasses.field(default_factory=dict)
-    recipe: str | None = None  # a parameter set of params/<notebook>/ applied over ci.yaml, before demo.yaml
+    recipe: str | None = None  # a parameter set of params/<notebook>/ applied over ci.yaml, before the demo's
 
 
 DEMO_STEPS: list[DemoStep] = [
@@ -57,17 +57,17 @@ DEMO_STEPS: list[DemoStep] = [
 
 
 def step_parameters(step: DemoStep, out: Path) -> dict[str, Any]:
-    """ci.yaml values updated by the step's recipe and ``demo.yaml`` (when it has them), the step's output folder
-    and the chained artefacts of earlier steps.
+    """ci.yaml values updated by the step's recipe and ``params/demo/<notebook>.yaml`` (when it has them), the
+    step's output folder and the chained artefacts of earlier steps.
 
-    ``demo.yaml`` holds only what the demo changes: pretraining uses the small-data recipe long enough to learn
-    (scikit-learn's digits), and the steps that read its teacher take that teacher's data and architecture.
+    ``params/demo/<notebook>.yaml`` holds only what the demo changes: pretraining uses the small-data recipe long
+    enough to learn (scikit-learn's digits), and the steps that read its teacher take its data and architecture.
     """
     ci = REPO / "params" / step.notebook / "ci.yaml"
     params = yaml.safe_load(ci.read_text()) or {}
     if step.recipe:  # a complete parameter set of the notebook (validated by the notebook like any other)
         params.update(yaml.safe_load(ci.with_name(step.recipe).read_text()) or {})
-    demo = ci.with_name("demo.yaml")
+    demo = REPO / "params" / "demo" / f"{step.notebook}.yaml"
     if demo.is_file():
         changes = yaml.safe_load(demo.read_text()) or {}
         unknown = sorted(set(changes) - set(params))
