@@ -67,8 +67,8 @@ def test_pretraining_improves_knn(tiny_cfg):
 
 SMALL_DATA = Path(__file__).resolve().parents[2] / "params" / "pretrain" / "small_data.yaml"
 #: Points of weighted 20-NN top-1 (digits, held-out split) the short run must add to its initialisation. Measured
-#: with seed 0 in fp32: init 50.1 %, after the run MEASURED_AFTER % (see docs/pretraining.md).
-MIN_GAIN_POINTS = 5.0
+#: with seed 0 in fp32 on 2 threads: 50.1 % -> 56.9 % (+6.8); the margin leaves room for other thread counts.
+MIN_GAIN_POINTS = 4.0
 
 
 def test_small_data_recipe_learns_digits(tmp_path):
