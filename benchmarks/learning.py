@@ -14,8 +14,8 @@ Each recipe first times a few iterations on a 256-image subset, then runs as man
 (cosine schedules need the number of epochs up front). The JSON printed holds, per recipe, the teacher's k-NN
 top-1 at initialisation, after every epoch and at the end, the loss per epoch against ln K, collapse warnings
 and seconds; plus two baselines on the same split: k-NN on raw pixels, and a linear probe (the reference's SGD
-probe) on each recipe's final teacher features. The machine (CPU model, matmul flags, threads) and precision are
-printed with the numbers.
+probe, base lr 1.0) on each recipe's final teacher features. The machine (CPU model, matmul flags, threads) and
+precision are printed with the numbers.
 
     python benchmarks/learning.py                       # 10 minutes per recipe on 2 threads
     python benchmarks/learning.py --budget-s 120        # a quick look
@@ -122,7 +122,7 @@ def run_recipe(name: str, data: dict[str, Any], budget_s: float, n_images: int, 
         "knn_gain_points": round(epochs_log[-1]["knn_teacher_top1"] - init["knn_teacher_top1"], 2),
         "loss_per_epoch": [round(r["train_loss"], 4) for r in epochs_log],
         "loss_min_first_epoch": round(min(first_iters), 4) if first_iters else None,
-        "loss_left_ln_k_first_epoch": bool(first_iters) and min(first_iters) < 0.99 * cfg.ln_k,
+        "loss_left_ln_k_first_epoch": bool(first_iters) and min(first_iters) < 0.9 * cfg.ln_k,
         "collapse_warnings": [r["message"] for r in records if r.get("event") == "warning"],
         "teacher": str(result.teacher_export),
         "config": {k: data[k] for k in sorted(data) if k not in ("output_dir",)},
@@ -151,7 +151,11 @@ def pixel_knn() -> float:
 
 
 def linear_probe(data: dict[str, Any], teacher: str, scratch: Path) -> float:
-    """Top-1 of the reference linear probe (SGD, 100 epochs, cosine lr) on the frozen final CLS features."""
+    """Top-1 of a linear probe (the reference's SGD, 100 epochs, cosine lr) on the frozen final CLS features.
+
+    The base lr is 1.0 per 256 images instead of the reference's 0.001, which is sized for ImageNet features and
+    under-fits these (measured on one small-data teacher: 27.9 % at 0.001, 69.2 % at 0.1, 73.0 % at 1.0).
+    """
     from torch.utils.data import TensorDataset
 
     from dino_lib.eval.data import labelled_splits
@@ -172,6 +176,7 @@ def linear_probe(data: dict[str, Any], teacher: str, scratch: Path) -> float:
         TensorDataset(val_f.features, val_f.labels),
         dim=train_f.features.shape[1],
         num_labels=len(splits.classes),
+        lr=1.0,
         output_dir=scratch,
         progress=False,
     )
