@@ -1,5 +1,9 @@
 """``make demo``: build the sample data, then run every notebook in pipeline order with its ``ci.yaml``.
 
+Steps with a ``tools/demo/<notebook>.yaml`` take those values over their ``ci.yaml`` ones: the demo pretrains with
+the small-data recipe on scikit-learn's handwritten digits for a few minutes, so that the later steps show what a
+model that learned looks like (k-NN far above random weights, attention on the strokes).
+
 Each step runs through papermill with ``params/<notebook>/ci.yaml`` plus ``output_dir=<out>/<notebook>`` and the
 artefacts of earlier steps (the pretrained teacher, extracted region tensors, propagated labels), and writes the
 executed notebook to ``<out>/<notebook>.ipynb``. Figures and files land in ``<out>/<notebook>/``.
@@ -37,10 +41,11 @@ class DemoStep:
 
     notebook: str
     chained: dict[str, Any] = dataclasses.field(default_factory=dict)
+    recipe: str | None = None  # a parameter set of params/<notebook>/ applied over ci.yaml, before the demo's
 
 
 DEMO_STEPS: list[DemoStep] = [
-    DemoStep("pretrain"),
+    DemoStep("pretrain", recipe="small_data.yaml"),
     DemoStep("evaluate", {"pretrained_weights": "{out}/pretrain/teacher_backbone.pth", "arch": "auto"}),
     DemoStep("attention_maps", {"pretrained_weights": "{out}/pretrain/teacher_backbone.pth"}),
     DemoStep("propagate_segmentation", {"pretrained_weights": "{out}/pretrain/teacher_backbone.pth"}),
@@ -79,11 +84,25 @@ def resolve_demo_weights(key: str, value: Any) -> Any:
 
 
 def step_parameters(step: DemoStep, out: Path) -> dict[str, Any]:
-    """ci.yaml values, the step's output folder and the chained artefacts of earlier steps."""
+    """ci.yaml values updated by the step's recipe and ``tools/demo/<notebook>.yaml`` (when it has them), the
+    step's output folder and the chained artefacts of earlier steps.
+
+    ``tools/demo/<notebook>.yaml`` holds only what the demo changes: pretraining uses the small-data recipe long
+    enough to learn (scikit-learn's digits), and the steps that read its teacher take its data and architecture.
+    """
     from dino_lib.notebook import config_class
 
     ci = REPO / "params" / step.notebook / "ci.yaml"
     params = yaml.safe_load(ci.read_text()) or {}
+    if step.recipe:  # a complete parameter set of the notebook (validated by the notebook like any other)
+        params.update(yaml.safe_load(ci.with_name(step.recipe).read_text()) or {})
+    demo = REPO / "tools" / "demo" / f"{step.notebook}.yaml"
+    if demo.is_file():
+        changes = yaml.safe_load(demo.read_text()) or {}
+        unknown = sorted(set(changes) - set(params))
+        if unknown:
+            raise KeyError(f"{demo}: keys {unknown} are not parameters of {step.notebook} (see {ci})")
+        params.update(changes)
     params["output_dir"] = str(out / step.notebook)
     keys = {f.name for f in dataclasses.fields(config_class(step.notebook))}
     for key, value in step.chained.items():

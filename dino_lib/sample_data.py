@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from dino_lib.data import palettes, sample_histology, sample_photos, sample_video
+from dino_lib.data import palettes, sample_digits, sample_histology, sample_photos, sample_video
+from dino_lib.data.sample_digits import build_digits
 from dino_lib.data.sample_histology import build_histology_regions, build_histology_tiles
 from dino_lib.data.sample_photos import build_images, build_labelled
 from dino_lib.data.sample_video import build_davis, build_driving
@@ -43,7 +44,15 @@ logger = logging.getLogger(__name__)
 SAMPLE_PREFIX = "sample:"
 DATA_VERSION = "v1"  # folder name; bump together with incompatible layout changes
 # Build format per component: bump one to force a rebuild of that component in existing caches.
-_FORMAT = {"images": 1, "labelled": 1, "driving": 1, "davis": 1, "histology_tiles": 1, "histology_regions": 1}
+_FORMAT = {
+    "images": 1,
+    "labelled": 1,
+    "driving": 1,
+    "davis": 1,
+    "histology_tiles": 1,
+    "histology_regions": 1,
+    "digits": 1,
+}
 _BUILDERS: dict[str, Callable[[Path], int]] = {
     "images": build_images,
     "labelled": build_labelled,
@@ -51,6 +60,7 @@ _BUILDERS: dict[str, Callable[[Path], int]] = {
     "davis": build_davis,
     "histology_tiles": build_histology_tiles,
     "histology_regions": build_histology_regions,
+    "digits": build_digits,
 }
 #: Names of the sample sets (the attributes of ``SamplePaths`` besides ``root``).
 COMPONENTS: tuple[str, ...] = tuple(_BUILDERS)
@@ -67,6 +77,7 @@ class SamplePaths:
     davis: Path  # DAVIS root: JPEGImages/480p, Annotations/480p, ImageSets/2017/val.txt
     histology_tiles: Path  # <slide>_x<X>_y<Y>.jpg, 256 x 256
     histology_regions: Path  # <slide>_x<X>_y<Y>.png, 1024 x 1024
+    digits: Path  # train/<digit>/*.png and val/<digit>/*.png, 32 x 32 (scikit-learn's handwritten digits)
 
 
 def sample_data_dir(root: str | Path | None = None) -> Path:
@@ -92,7 +103,7 @@ def _source_versions() -> dict[str, str | None]:
 def _code_hash() -> str:
     """Hash of the modules that generate the data, so that a cache made by other code is rebuilt."""
     digest = hashlib.sha256()
-    for module in (palettes, sample_photos, sample_video, sample_histology):
+    for module in (palettes, sample_photos, sample_video, sample_histology, sample_digits):
         digest.update(Path(module.__file__).read_bytes())
     return digest.hexdigest()[:16]
 

@@ -26,3 +26,18 @@ def test_chained_parameters_exist_and_come_from_earlier_steps(tmp_path: Path):
             assert producer in seen, f"{step.notebook}.{key} uses {producer}, which runs later or not at all"
             assert params[key].startswith(str(tmp_path))
         seen.append(step.notebook)
+
+
+def test_demo_pretrains_with_the_small_data_recipe_and_later_steps_match_its_teacher(tmp_path: Path):
+    names = {s.notebook for s in DEMO_STEPS}
+    overrides = sorted(p.stem for p in (REPO / "tools" / "demo").glob("*.yaml"))
+    assert overrides and set(overrides) <= names  # every override file belongs to a demo step
+    params = {s.notebook: step_parameters(s, tmp_path) for s in DEMO_STEPS}
+    pretrain = params["pretrain"]
+    assert pretrain["data_path"] == "sample:digits/train" and pretrain["max_images"] is None
+    assert pretrain["teacher_temp"] < 0.04 and pretrain["out_dim"] < 65536  # the small-data recipe, not ci.yaml's
+    patch, depth = pretrain["patch_size"], pretrain["arch_kwargs"]["depth"]
+    assert (params["attention_maps"]["patch_size"], params["attention_maps"]["depth"]) == (patch, depth)
+    propagate = params["propagate_segmentation"]
+    assert (propagate["patch_size"], propagate["model_kwargs"]["depth"]) == (patch, depth)
+    assert params["evaluate"]["data_path"] == pretrain["knn_data_path"]

@@ -180,6 +180,11 @@ def train(cfg: TrainConfig, *, callback: Callable[[dict[str, Any]], None] | None
                 "ln_k": cfg.ln_k,
             }
         )
+        if cfg.knn_every and start_epoch == 0 and start_iter == 0:
+            # the baseline every later k-NN is read against: the teacher (= student) at initialisation
+            knn_init = _knn(parts, cfg, device) if main else {}
+            barrier()
+            emit({"type": "event", "event": "knn_init", **knn_init})
         last_epoch = None
         for epoch in range(start_epoch, cfg.epochs):
             resumed = epoch == start_epoch

@@ -1,16 +1,23 @@
-"""Learning check: a short CPU pretraining on the sample images raises the k-NN accuracy of the teacher on the
-sample labelled task (8 photos -> 8 classes of crops) above that of the same backbone at initialisation.
+"""Learning checks: short CPU pretraining runs raise the k-NN accuracy of the teacher above that of the same
+backbone at initialisation.
 
-The labelled task is small (32 validation crops), so the score is the mean top-1 over k in {1, 5, 10, 20}; the
-run is seeded and fp32, hence deterministic for a given thread count."""
+* the sample photos (8 photos -> 8 classes of crops): the labelled task is small (32 validation crops), so the
+  score is the mean top-1 over k in {1, 5, 10, 20}; it must rise;
+* the small-data recipe as shipped on scikit-learn's digits (445 held-out scans): the weighted 20-NN top-1 must
+  rise by a stated margin.
+
+Runs are seeded and fp32, hence deterministic for a given thread count."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 import torch
 
+from dino_lib.config import load_config
 from dino_lib.models import build_backbone
-from dino_lib.train import train
+from dino_lib.train import TrainConfig, train
 
 pytestmark = pytest.mark.slow
 ARCH_KWARGS = {"depth": 4, "embed_dim": 96, "num_heads": 3}
@@ -56,3 +63,37 @@ def test_pretraining_improves_knn(tiny_cfg):
     after = _mean_knn(trained)
     print(f"mean k-NN top-1 over k=1,5,10,20: init {before:.1f} % -> trained {after:.1f} %")
     assert after > before
+
+
+SMALL_DATA = Path(__file__).resolve().parents[2] / "params" / "pretrain" / "small_data.yaml"
+#: Points of weighted 20-NN top-1 (digits, held-out split) the short run must add to its initialisation. Measured
+#: with seed 0 in fp32 on 2 threads: 50.1 % -> 56.9 % (+6.8); the margin leaves room for other thread counts.
+MIN_GAIN_POINTS = 4.0
+
+
+def test_small_data_recipe_learns_digits(tmp_path):
+    """The small-data recipe, as shipped, on scikit-learn's digits: a few epochs lift the teacher's k-NN by a margin,
+    the loss leaves ln K, and no collapse warning fires."""
+    epochs = 3
+    cfg = load_config(
+        TrainConfig,
+        SMALL_DATA,
+        {
+            "output_dir": str(tmp_path / "run"),
+            "precision": "fp32",
+            "device": "cpu",
+            "epochs": epochs,
+            "max_images": 640,
+            "knn_every": epochs,
+            "log_every": 5,
+        },
+    )
+    records = []
+    res = train(cfg, callback=records.append)
+    init = next(r for r in records if r.get("event") == "knn_init")["knn_teacher_top1"]
+    after = res.last_epoch["knn_teacher_top1"]
+    losses = [r["loss"] for r in records if r.get("type") == "iter"]
+    print(f"small-data recipe, {epochs} epochs on 640 digits: teacher 20-NN top-1 {init:.1f} % -> {after:.1f} %")
+    assert after >= init + MIN_GAIN_POINTS
+    assert min(losses) < 0.9 * cfg.ln_k  # the loss left ln K
+    assert not [r for r in records if r.get("event") == "warning"]

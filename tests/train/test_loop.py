@@ -190,3 +190,20 @@ def test_teacher_gets_no_drop_path_and_student_does(tiny_cfg):
     assert all(not p.requires_grad for p in parts.teacher.parameters())
     for (n, p), (_, q) in zip(parts.student.named_parameters(), parts.teacher.named_parameters()):
         assert torch.equal(p, q), n  # the teacher starts as a copy of the student
+
+
+def test_knn_monitor_logs_the_initialisation_once(tiny_cfg):
+    """With the k-NN monitor on, a fresh run logs the k-NN of its initial weights before training (teacher = student
+    there), then one k-NN per epoch; resuming the finished run does not log a second initial k-NN."""
+    cfg = tiny_cfg(epochs=1, knn_every=1, knn_data_path="sample:labelled", knn_resize=40, knn_crop=32)
+    records = []
+    train(cfg, callback=records.append)
+    kinds = [r.get("event", r["type"]) for r in records if r.get("event") != "start" and r["type"] != "iter"]
+    assert kinds[0] == "knn_init" and kinds.count("knn_init") == 1
+    init = records[[r.get("event") for r in records].index("knn_init")]
+    assert init["knn_teacher_top1"] == init["knn_student_top1"]
+    assert 0.0 <= init["knn_teacher_top1"] <= 100.0
+    assert "knn_teacher_top1" in next(r for r in records if r["type"] == "epoch")
+    again = []
+    train(cfg, callback=again.append)
+    assert not [r for r in again if r.get("event") == "knn_init"]
