@@ -96,15 +96,15 @@ def step_parameters(step: DemoStep, out: Path) -> dict[str, Any]:
     params = yaml.safe_load(ci.read_text()) or {}
     if step.recipe:  # a complete parameter set of the notebook (validated by the notebook like any other)
         params.update(yaml.safe_load(ci.with_name(step.recipe).read_text()) or {})
+    keys = {f.name for f in dataclasses.fields(config_class(step.notebook))}
     demo = REPO / "tools" / "demo" / f"{step.notebook}.yaml"
     if demo.is_file():
         changes = yaml.safe_load(demo.read_text()) or {}
-        unknown = sorted(set(changes) - set(params))
+        unknown = sorted(set(changes) - keys)
         if unknown:
-            raise KeyError(f"{demo}: keys {unknown} are not parameters of {step.notebook} (see {ci})")
+            raise KeyError(f"{demo}: keys {unknown} are not parameters of {step.notebook}")
         params.update(changes)
     params["output_dir"] = str(out / step.notebook)
-    keys = {f.name for f in dataclasses.fields(config_class(step.notebook))}
     for key, value in step.chained.items():
         if key not in keys:
             raise KeyError(f"the demo chains '{key}' into {step.notebook}, but its config has no such key")
