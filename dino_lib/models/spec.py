@@ -169,7 +169,12 @@ def build_and_load(
             raise ValueError("arch: auto reads the architecture from pretrained_weights; give a checkpoint or an arch")
         arch, inferred = infer_architecture(weights, spec.checkpoint_key)
         patch_size = inferred.pop("patch_size")
-        kwargs = {**inferred, **kwargs}
+        overridden = {k: kwargs[k] for k in inferred if k in kwargs and kwargs[k] != inferred[k]}
+        if overridden:  # the file decides the architecture; other keywords (drop_path_rate, ...) still apply
+            logger.info(
+                "arch auto: %s ignored, the checkpoint holds %s", overridden, {k: inferred[k] for k in overridden}
+            )
+        kwargs = {**kwargs, **inferred}
         logger.info("arch auto -> %s, patch %d, depth %d", arch, patch_size, kwargs["depth"])
         if "_patch" not in arch:
             arch = f"{arch}_patch{patch_size}"

@@ -29,6 +29,12 @@ def test_auto_reads_the_architecture_and_loads_the_weights(tmp_path):
         assert torch.equal(a, b), name
 
 
+def test_auto_takes_the_architecture_from_the_file_over_explicit_sizes(tmp_path):
+    path = _save_teacher(tmp_path, build_backbone("vit_tiny", patch_size=8, depth=4, img_size=32))
+    model, _ = build_and_load(BackboneSpec("auto", patch_size=16, weights=path, kwargs={"depth": 2}))
+    assert len(model.blocks) == 4 and model.patch_size == 8
+
+
 def test_heads_come_from_the_run_config_beside_the_weights(tmp_path):
     src = build_backbone("vit_small", patch_size=16, **TINY)
     path = _save_teacher(tmp_path, src)
