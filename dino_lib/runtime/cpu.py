@@ -13,7 +13,6 @@ import functools
 import os
 import platform
 import subprocess
-import time
 from dataclasses import dataclass
 
 import torch
@@ -98,16 +97,7 @@ def cpu_has_native_bf16() -> bool:
 @functools.cache
 def measure_bf16_slowdown(size: int = 512, repeats: int = 2) -> float:
     """How many times slower a bf16 matrix product is than fp32 on this CPU (``< 1`` means bf16 is faster)."""
+    from dino_lib.utils.perf import measure_matmul_peak  # the benchmarks' matmul timer (imported late: it imports us)
 
-    def best(dtype: torch.dtype) -> float:
-        a = torch.randn(size, size).to(dtype)
-        b = torch.randn(size, size).to(dtype)
-        a @ b  # warm-up: kernel selection and packing
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            a @ b
-            times.append(time.perf_counter() - t0)
-        return min(times)
-
-    return best(torch.bfloat16) / max(best(torch.float32), 1e-9)
+    fp32 = measure_matmul_peak(torch.float32, n=size, repeats=repeats)
+    return fp32 / max(measure_matmul_peak(torch.bfloat16, n=size, repeats=repeats), 1.0)
