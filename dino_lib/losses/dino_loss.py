@@ -7,6 +7,12 @@ For teacher chunks ``i in {0, 1}`` (the two global crops) and student chunks ``v
 cross-entropy ``-sum_k q_ik log p_vk`` averaged over the batch, then averaged over the ``2 * ncrops - 2`` pairs.
 The teacher softmax uses ``(t - center) / tau_t(epoch)``; the center is updated **after** the loss from the raw
 teacher logits (momentum 0.9, mean over all processes).
+
+``centering="sinkhorn_knopp"`` replaces the centred softmax of the teacher by a few Sinkhorn-Knopp iterations over
+the batch (Oquab et al., "DINOv2", 2023, following SwAV, Caron et al., 2020): the targets of the batch are forced
+to use every prototype equally, which rules out both collapses (one dominant prototype, or a uniform teacher)
+without a running center. It is what makes small batches on small data stable; the paper default stays
+``"center"``.
 """
 
 from __future__ import annotations
@@ -17,7 +23,9 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["DINOLoss", "teacher_temp_schedule"]
+__all__ = ["CENTERINGS", "DINOLoss", "sinkhorn_knopp", "teacher_temp_schedule"]
+
+CENTERINGS = ("center", "sinkhorn_knopp")
 
 
 def teacher_temp_schedule(
@@ -29,6 +37,35 @@ def teacher_temp_schedule(
     return np.concatenate(
         (np.linspace(warmup_teacher_temp, teacher_temp, warmup_epochs), np.ones(nepochs - warmup_epochs) * teacher_temp)
     )
+
+
+@torch.no_grad()
+def sinkhorn_knopp(teacher_logits: torch.Tensor, temp: float, iterations: int = 3) -> torch.Tensor:
+    """Teacher targets ``(N, K)`` whose rows sum to 1 and whose columns share the batch equally.
+
+    Alternately normalises the prototypes (columns) to mass ``1 / K`` and the samples (rows) to ``1 / N`` over the
+    global batch (summed over every process when distributed), starting from ``exp(t / temp)``; the maximum is
+    subtracted first so that sharp temperatures cannot overflow.
+    """
+    distributed = dist.is_available() and dist.is_initialized()
+    scores = teacher_logits.float() / temp
+    top = scores.max().detach()
+    if distributed:
+        dist.all_reduce(top, op=dist.ReduceOp.MAX)
+    q = torch.exp(scores - top).t()  # (K, N)
+    n_total = q.shape[1] * (dist.get_world_size() if distributed else 1)
+    n_prototypes = q.shape[0]
+    total = q.sum()
+    if distributed:
+        dist.all_reduce(total)
+    q /= total
+    for _ in range(iterations):
+        per_prototype = q.sum(dim=1, keepdim=True)
+        if distributed:
+            dist.all_reduce(per_prototype)
+        q /= per_prototype.clamp_min(1e-30) * n_prototypes
+        q /= q.sum(dim=0, keepdim=True).clamp_min(1e-30) * n_total
+    return (q * n_total).t()
 
 
 class DINOLoss(nn.Module):
@@ -43,6 +80,8 @@ class DINOLoss(nn.Module):
         nepochs: total epochs (length of the temperature schedule).
         student_temp: student temperature (0.1).
         center_momentum: EMA momentum of the center (0.9).
+        centering: ``"center"`` (the paper's running center) or ``"sinkhorn_knopp"`` (batch equipartition, no
+            center; see the module docstring).
 
     After each call, ``last_stats`` holds detached scalar tensors: ``teacher_entropy`` (mean entropy of the teacher
     distribution, in nats), ``teacher_temp`` and ``center_norm`` (after the update); reading them syncs the host,
@@ -59,10 +98,14 @@ class DINOLoss(nn.Module):
         nepochs: int,
         student_temp: float = 0.1,
         center_momentum: float = 0.9,
+        centering: str = "center",
     ) -> None:
         super().__init__()
         if ncrops < 2:
             raise ValueError(f"DINOLoss needs at least the two global crops, found ncrops={ncrops}")
+        if centering not in CENTERINGS:
+            raise ValueError(f"centering must be one of {CENTERINGS}, got {centering!r}")
+        self.centering = centering
         self.out_dim = out_dim
         self.ncrops = ncrops
         self.student_temp = student_temp
@@ -95,8 +138,12 @@ class DINOLoss(nn.Module):
         teacher_output = teacher_output.detach().float()
         temp = float(self.teacher_temp_schedule[epoch])
         log_p = F.log_softmax(student_output / self.student_temp, dim=-1).view(self.ncrops, n_teacher, -1)
-        log_q = F.log_softmax((teacher_output - self.center) / temp, dim=-1).view(2, n_teacher, -1)
-        q = log_q.exp()  # (2, B, K)
+        if self.centering == "sinkhorn_knopp":
+            q = sinkhorn_knopp(teacher_output, temp).view(2, n_teacher, -1)
+            log_q = q.clamp_min(1e-30).log()
+        else:
+            log_q = F.log_softmax((teacher_output - self.center) / temp, dim=-1).view(2, n_teacher, -1)
+            q = log_q.exp()  # (2, B, K)
         # All (teacher chunk, student chunk) cross-entropies at once; same-view pairs are masked out.
         cross = -torch.einsum("ibk,vbk->iv", q, log_p) / n_teacher  # (2, ncrops)
         mask = torch.ones_like(cross, dtype=torch.bool)
@@ -115,7 +162,10 @@ class DINOLoss(nn.Module):
 
     @torch.no_grad()
     def update_center(self, teacher_output: torch.Tensor) -> None:
-        """EMA of the batch mean of raw teacher logits, averaged over every process when distributed."""
+        """EMA of the batch mean of raw teacher logits, averaged over every process when distributed (no-op under
+        Sinkhorn-Knopp centering, which keeps no center)."""
+        if self.centering != "center":
+            return
         batch_center = teacher_output.sum(dim=0, keepdim=True)  # (1, K)
         count = teacher_output.shape[0]
         if dist.is_available() and dist.is_initialized():

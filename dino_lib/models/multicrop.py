@@ -54,5 +54,11 @@ class MultiCropWrapper(nn.Module):
             feats.append(out)
         return torch.cat(feats)
 
-    def forward(self, x: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
-        return self.head(self.forward_backbone(x))  # (n_crops * B, K)
+    def forward(
+        self, x: torch.Tensor | list[torch.Tensor], return_features: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Head outputs ``(n_crops * B, K)``; with ``return_features`` also the backbone features ``(n_crops * B,
+        D)`` (through ``forward`` so that DistributedDataParallel sees one call)."""
+        features = self.forward_backbone(x)
+        out = self.head(features)
+        return (out, features) if return_features else out

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 from dino_lib.config import ConfigError, param
+from dino_lib.losses.dino_loss import CENTERINGS
 from dino_lib.runtime.precision import PRECISION_CHOICES
 
 __all__ = ["TrainConfig", "SlurmConfig"]
@@ -64,6 +65,14 @@ class TrainConfig:
     warmup_teacher_temp_epochs: int = param(0, ge=0)
     student_temp: float = param(0.1, gt=0.0)
     center_momentum: float = param(0.9, ge=0.0, le=1.0)
+    teacher_centering: str = param(
+        "center",
+        choices=CENTERINGS,
+        help="'center': the paper's running center; 'sinkhorn_knopp': equal use of the prototypes per batch (DINOv2)",
+    )
+    koleo_weight: float = param(
+        0.0, ge=0.0, help="weight of the KoLeo term on the student's global-crop features (DINOv2: 0.1; 0 = off)"
+    )
     # optimisation
     precision: str = param(
         "auto",

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from dino_lib.config import save_run_config, to_dict
+from dino_lib.losses import koleo_loss
 from dino_lib.runtime import autocast, barrier, destroy_distributed, get_world_size, init_distributed, resolve_device
 from dino_lib.train.checkpoint import (
     SCHEMA_VERSION,
@@ -273,12 +274,14 @@ def _forward_backward(
         with autocast(device, parts.precision):
             with torch.no_grad():
                 teacher_out = parts.teacher(crops[:2])  # (2B, K)
-            student_out = parts.student_ddp(crops)  # (ncrops B, K)
+            student_out, student_cls = _student_forward(parts, cfg, crops)  # (ncrops B, K)
         loss = parts.dino_loss(student_out, teacher_out, epoch)  # fp32; updates the center afterwards
-        (parts.scaler.scale(loss) if parts.scaler is not None else loss).backward()
-        return loss.detach().clone(), dict(parts.dino_loss.last_stats)
+        total, stats = _add_koleo(loss, student_cls, cfg, dict(parts.dino_loss.last_stats))
+        (parts.scaler.scale(total) if parts.scaler is not None else total).backward()
+        return loss.detach().clone(), stats
     micro = crops[0].shape[0] // n
     teacher_outs, total, entropy = [], torch.zeros((), device=device), torch.zeros((), device=device)
+    koleo = torch.zeros((), device=device)
     for j in range(n):
         chunk = [c[j * micro : (j + 1) * micro].to(device, non_blocking=True) for c in crops]
         last = j == n - 1
@@ -287,15 +290,46 @@ def _forward_backward(
             with autocast(device, parts.precision):
                 with torch.no_grad():
                     teacher_out = parts.teacher(chunk[:2])  # (2 B/N, K)
-                student_out = parts.student_ddp(chunk)  # (ncrops B/N, K)
+                student_out, student_cls = _student_forward(parts, cfg, chunk)  # (ncrops B/N, K)
             loss = parts.dino_loss(student_out, teacher_out, epoch, update_center=False) / n
-            (parts.scaler.scale(loss) if parts.scaler is not None else loss).backward()
+            loss_and_koleo, micro_stats = _add_koleo(loss, student_cls, cfg, {}, scale=1.0 / n)
+            (parts.scaler.scale(loss_and_koleo) if parts.scaler is not None else loss_and_koleo).backward()
         teacher_outs.append(teacher_out.detach().float())
         total += loss.detach()
         entropy += parts.dino_loss.last_stats["teacher_entropy"] / n
+        if "koleo_loss" in micro_stats:
+            koleo += micro_stats["koleo_loss"] / n
     parts.dino_loss.update_center(torch.cat(teacher_outs))
     stats = dict(parts.dino_loss.last_stats, teacher_entropy=entropy, center_norm=parts.dino_loss.center.norm())
+    if cfg.koleo_weight:
+        stats["koleo_loss"] = koleo
     return total, stats
+
+
+def _student_forward(
+    parts: RunParts, cfg: TrainConfig, crops: list[torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Student head outputs, plus the backbone features of the two global crops when the KoLeo term is on."""
+    if not cfg.koleo_weight:
+        return parts.student_ddp(crops), None
+    out, features = parts.student_ddp(crops, return_features=True)
+    return out, features[: 2 * crops[0].shape[0]]
+
+
+def _add_koleo(
+    loss: torch.Tensor,
+    student_cls: torch.Tensor | None,
+    cfg: TrainConfig,
+    stats: dict[str, torch.Tensor],
+    scale: float = 1.0,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The DINO loss plus ``koleo_weight`` x the KoLeo term of each global crop's features (summed over the two
+    crops, as in DINOv2); the KoLeo value joins the logged statistics, the DINO loss stays the logged loss."""
+    if student_cls is None:
+        return loss, stats
+    koleo = sum(koleo_loss(part) for part in student_cls.chunk(2))
+    stats["koleo_loss"] = koleo.detach()
+    return loss + scale * cfg.koleo_weight * koleo, stats
 
 
 def _train_one_epoch(
@@ -397,6 +431,7 @@ def _train_one_epoch(
         "teacher_temp": mean.get("teacher_temp"),
         "teacher_entropy": mean.get("teacher_entropy"),
         "center_norm": mean.get("center_norm"),
+        **({"koleo_loss": mean["koleo_loss"]} if "koleo_loss" in mean else {}),
         "ln_k": cfg.ln_k,
         "images_per_s": bs * world * n_steps / max(elapsed, 1e-9),
         "iterations": n_before + n_steps,

@@ -165,6 +165,7 @@ def build_run(cfg: TrainConfig, info: DistInfo, device: torch.device) -> RunPart
         cfg.epochs,
         student_temp=cfg.student_temp,
         center_momentum=cfg.center_momentum,
+        centering=cfg.teacher_centering,
     ).to(device)
     if init_center is not None:
         dino_loss.center.copy_(init_center.to(device))

@@ -81,3 +81,36 @@ def test_teacher_temperature_schedule():
 def test_wrong_student_rows_rejected():
     with pytest.raises(ValueError, match="ncrops"):
         DINOLoss(4, 3, 0.04, 0.04, 0, 1)(torch.randn(4, 4), torch.randn(4, 4), 0)
+
+
+def test_sinkhorn_knopp_targets_share_the_prototypes():
+    """Each target row is a distribution and the batch uses every prototype about equally, even when the raw teacher
+    logits all point at one prototype (the collapse the running center fights slowly)."""
+    from dino_lib.losses.dino_loss import sinkhorn_knopp
+
+    torch.manual_seed(0)
+    logits = torch.randn(64, 16) * 0.1
+    logits[:, 3] += 0.25  # every sample prefers prototype 3
+    q = sinkhorn_knopp(logits, temp=0.04, iterations=3)
+    assert torch.allclose(q.sum(dim=1), torch.ones(64), atol=1e-5)
+    usage = q.sum(dim=0) / 64
+    assert usage.max() < 2.0 / 16 and usage.min() > 0.5 / 16
+    plain = torch.softmax(logits / 0.04, dim=-1).sum(dim=0) / 64
+    assert plain[3] > 0.5  # without the iterations the batch would collapse onto one prototype
+
+
+def test_sinkhorn_knopp_centering_is_stable_at_sharp_temperatures():
+    """Sharp temperatures cannot overflow, the loss is finite, and no center is kept."""
+    loss_fn = DINOLoss(32, 4, 0.001, 0.001, 0, 2, centering="sinkhorn_knopp")
+    student = torch.randn(4 * 8, 32, requires_grad=True)
+    teacher = torch.randn(2 * 8, 32) * 50
+    loss = loss_fn(student, teacher, 0)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(student.grad).all()
+    assert loss_fn.center.abs().sum() == 0  # the running center is not used, nor updated
+    assert 0 <= float(loss_fn.last_stats["teacher_entropy"]) <= math.log(32) + 1e-4
+
+
+def test_unknown_centering_rejected():
+    with pytest.raises(ValueError, match="centering"):
+        DINOLoss(8, 4, 0.04, 0.04, 0, 1, centering="mean")
