@@ -288,7 +288,7 @@ def propagate_video(
         "frames_extracted": provider.extracted,
         "cache_hits": cache.hits if cache else 0,
     }
-    from dino_lib.utils.perf import peak_rss_mb
+    from dino_lib.runtime.perf import peak_rss_mb
 
     manifest.update(
         status="complete",
