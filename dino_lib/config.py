@@ -96,24 +96,14 @@ def _type_name(tp: Any) -> str:
 def _check_value(value: Any, tp: Any, key: str) -> Any:
     """Return ``value`` converted to ``tp`` where lossless (int -> float, list -> tuple), else raise ConfigError."""
     origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
     if tp is Any:
         return value
     if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _check_value(value, arg, key)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{key}: expected {_type_name(tp)}, found {value!r} ({type(value).__name__})")
+        return _check_union(value, tp, key)
     if origin is Literal:
-        if value in args:
+        if value in typing.get_args(tp):
             return value
-        raise ConfigError(f"{key}: expected one of {list(args)}, found {value!r}")
+        raise ConfigError(f"{key}: expected one of {list(typing.get_args(tp))}, found {value!r}")
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
@@ -121,19 +111,49 @@ def _check_value(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected a mapping of {tp.__name__} fields, found {value!r}")
         return from_dict(tp, value, prefix=f"{key}.")
     if origin in (list, tuple, Sequence) or tp in (list, tuple):
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{key}: expected a list, found {value!r} ({type(value).__name__})")
-        if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
-            if len(args) != len(value):
-                raise ConfigError(f"{key}: expected a list of {len(args)} values, found {len(value)}: {value!r}")
-            return tuple(_check_value(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
-        item_tp = args[0] if args else Any
-        items = [_check_value(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
-        return tuple(items) if (origin is tuple or tp is tuple) else items
+        return _check_sequence(value, tp, key)
     if origin is dict or tp is dict:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{key}: expected a mapping, found {value!r}")
         return dict(value)
+    if tp in (bool, int, float, str):
+        return _check_scalar(value, tp, key)
+    if isinstance(tp, type) and isinstance(value, tp):
+        return value
+    raise ConfigError(f"{key}: expected {_type_name(tp)}, found {value!r}")
+
+
+def _check_union(value: Any, tp: Any, key: str) -> Any:
+    """``X | Y | None``: ``None`` when allowed, else the first member type that accepts the value."""
+    args = typing.get_args(tp)
+    if value is None and type(None) in args:
+        return None
+    for arg in args:
+        if arg is type(None):
+            continue
+        try:
+            return _check_value(value, arg, key)
+        except ConfigError:
+            continue
+    raise ConfigError(f"{key}: expected {_type_name(tp)}, found {value!r} ({type(value).__name__})")
+
+
+def _check_sequence(value: Any, tp: Any, key: str) -> list[Any] | tuple[Any, ...]:
+    """``list[X]``, ``tuple[X, ...]`` or a fixed ``tuple[X, Y]``: each item checked, tuples returned as tuples."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if not isinstance(value, list | tuple):
+        raise ConfigError(f"{key}: expected a list, found {value!r} ({type(value).__name__})")
+    if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
+        if len(args) != len(value):
+            raise ConfigError(f"{key}: expected a list of {len(args)} values, found {len(value)}: {value!r}")
+        return tuple(_check_value(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    item_tp = args[0] if args else Any
+    items = [_check_value(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    return tuple(items) if (origin is tuple or tp is tuple) else items
+
+
+def _check_scalar(value: Any, tp: type, key: str) -> Any:
+    """``bool``, ``int``, ``float`` (an int is widened) or ``str`` (a Path is accepted; a YAML boolean gets a hint)."""
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -146,20 +166,16 @@ def _check_value(value: Any, tp: Any, key: str) -> Any:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
         raise ConfigError(f"{key}: expected a number, found {value!r} ({type(value).__name__})")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, Path):
-            return str(value)
-        if isinstance(value, bool):
-            raise ConfigError(
-                f"{key}: expected a string, found {str(value).lower()} (YAML reads unquoted off/on/no/yes/false/true "
-                f"as a boolean); quote the value, e.g. {key.rsplit('.', 1)[-1]}: 'off'"
-            )
-        raise ConfigError(f"{key}: expected a string, found {value!r} ({type(value).__name__})")
-    if isinstance(tp, type) and isinstance(value, tp):
+    if isinstance(value, str):
         return value
-    raise ConfigError(f"{key}: expected {_type_name(tp)}, found {value!r}")
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, bool):
+        raise ConfigError(
+            f"{key}: expected a string, found {str(value).lower()} (YAML reads unquoted off/on/no/yes/false/true "
+            f"as a boolean); quote the value, e.g. {key.rsplit('.', 1)[-1]}: 'off'"
+        )
+    raise ConfigError(f"{key}: expected a string, found {value!r} ({type(value).__name__})")
 
 
 def _check_bounds(value: Any, meta: Mapping[str, Any], key: str) -> None:
