@@ -25,7 +25,7 @@ sample-data: $(STAMP)
 	$(PY) -m dino_lib.sample_data
 
 demo: $(STAMP)
-	$(PY) -m dino_lib.demo --out runs/demo
+	$(PY) tools/demo/run.py --out runs/demo
 
 # JupyterLab from .venv on 127.0.0.1 (token-protected: open the printed URL), opened at notebooks/. Progress bars and
 # inline figures stay on: the TQDM_DISABLE / MPLBACKEND exports above are for batch runs only. Extra server options:
@@ -46,12 +46,12 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -p no:cacheprovider -m "not slow and not ui and not ddp and not notebook" tests
 
 lint: $(STAMP)
-	$(PY) -m ruff check dino_lib tests benchmarks
-	$(PY) -m ruff format --check dino_lib tests benchmarks
+	$(PY) -m ruff check dino_lib tests benchmarks tools
+	$(PY) -m ruff format --check dino_lib tests benchmarks tools
 
 format: $(STAMP)
-	$(PY) -m ruff format dino_lib tests benchmarks
-	$(PY) -m ruff check --fix dino_lib tests benchmarks
+	$(PY) -m ruff format dino_lib tests benchmarks tools
+	$(PY) -m ruff check --fix dino_lib tests benchmarks tools
 
 bench: $(STAMP)
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done

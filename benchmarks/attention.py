@@ -7,7 +7,7 @@ Prints one JSON object:
   per precision (default: the one ``auto`` picks, plus fp32; ``--precision fp32,bf16`` to choose), random weights
   (speed does not depend on the values), best of ``--reps`` after a warm-up, with the matmul FLOPs of the blocks
   that run and the MFU against the matmul peak of that precision, or "no native support" where that peak is
-  under 5% of fp32's (:func:`dino_lib.utils.perf.mfu_report`);
+  under 5% of fp32's (:func:`dino_lib.runtime.perf.mfu_report`);
 * ``video``: frames/s of the whole video path (decode, maps, rendering, MP4 encoding) on the sample driving frames
   with vit_small/8, fp32.
 
@@ -29,7 +29,7 @@ import torch
 from dino_lib.attention import attention_maps, attention_video, resolve_video_input
 from dino_lib.models import build_backbone
 from dino_lib.runtime import autocast_dtype
-from dino_lib.utils.perf import (
+from dino_lib.runtime.perf import (
     benchmark_precisions,
     machine_header,
     measure_peaks,

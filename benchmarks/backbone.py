@@ -6,7 +6,7 @@ Usage::
                                   [--precision auto|fp32|bf16,...] [--device cpu]
 
 Prints ONE JSON object: the machine header (CPU model and matmul flags, threads, what ``precision: auto`` picks,
-matmul peaks; :func:`dino_lib.utils.perf.machine_header`) and, per variant, images/s (best of N timed forwards
+matmul peaks; :func:`dino_lib.runtime.perf.machine_header`) and, per variant, images/s (best of N timed forwards
 after warm-ups, inference mode, variants timed round-robin) and MFU against the square-matmul peak of the precision
 the variant uses, or "no native support" where that peak is under 5% of fp32's. By default the precision ``auto``
 picks is timed (fp32 on a CPU without native bf16), plus fp32 when that is bf16. Variants per precision:
@@ -27,7 +27,7 @@ import torch
 
 from dino_lib.models import build_backbone
 from dino_lib.runtime import autocast, resolve_device
-from dino_lib.utils.perf import (
+from dino_lib.runtime.perf import (
     benchmark_precisions,
     machine_header,
     measure_peaks,

@@ -6,7 +6,7 @@ Prints one JSON object:
   k-NN runs first, so the peak is the k-NN's: bank + one chunk of queries);
 * ``extraction``: images/s of ``extract_features`` for vit_small/16 at 224 px per precision (default: the one
   ``precision: auto`` picks, plus fp32; ``--precision fp32,bf16`` to choose), with the MFU against the matmul
-  peak of that precision or "no native support" (:func:`dino_lib.utils.perf.mfu_report`);
+  peak of that precision or "no native support" (:func:`dino_lib.runtime.perf.mfu_report`);
 * ``machine``: the machine header (CPU model and matmul flags, threads, what ``auto`` picks, peaks).
 
 Usage::
@@ -28,7 +28,7 @@ from torch.utils.data import TensorDataset
 from dino_lib.eval.knn import knn_classify, knn_evaluate
 from dino_lib.features import extract_features
 from dino_lib.models import build_backbone
-from dino_lib.utils.perf import (
+from dino_lib.runtime.perf import (
     benchmark_precisions,
     machine_header,
     measure_peaks,

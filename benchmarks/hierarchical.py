@@ -7,7 +7,7 @@ Usage::
                                       [--precision auto]
 
 Prints ONE JSON object, with the machine header (CPU model and matmul flags, threads, what ``precision: auto``
-picks; :func:`dino_lib.utils.perf.machine_header`). Both parts run in the precision ``--precision`` resolves to
+picks; :func:`dino_lib.runtime.perf.machine_header`). Both parts run in the precision ``--precision`` resolves to
 (default ``auto``: fp32 on a CPU without native bf16, bf16 where it is native); the ratios they report compare
 two runs in that same precision. ``extraction.bare_forward`` gives the encoder's MFU (or "no native support"):
 
@@ -39,7 +39,7 @@ from dino_lib.features.regions import RegionExtractionConfig, extract_regions
 from dino_lib.hierarchical.encoder import load_tile_encoder
 from dino_lib.hierarchical.manifest import write_manifest
 from dino_lib.runtime import autocast, resolve_precision
-from dino_lib.utils.perf import machine_header, measure_peaks, mfu_report, peak_rss_mb, vit_forward_flops
+from dino_lib.runtime.perf import machine_header, measure_peaks, mfu_report, peak_rss_mb, vit_forward_flops
 
 
 def _write_regions(folder: Path, n: int, size: int) -> None:

@@ -35,9 +35,9 @@ from typing import Any
 import torch
 
 from dino_lib.config import load_config, read_yaml
+from dino_lib.runtime.perf import machine_header
 from dino_lib.train import TrainConfig, train
 from dino_lib.train.monitors import read_log
-from dino_lib.utils.perf import machine_header
 
 REPO = Path(__file__).resolve().parent.parent
 SMALL_DATA = REPO / "params" / "pretrain" / "small_data.yaml"

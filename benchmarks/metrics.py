@@ -15,7 +15,7 @@ import numpy as np
 
 from dino_lib.metrics.davis import evaluate_sequence
 from dino_lib.metrics.semantic import frame_confusions
-from dino_lib.utils.perf import machine_header, peak_rss_mb
+from dino_lib.runtime.perf import machine_header, peak_rss_mb
 
 
 def _timed(fn, repeats: int) -> float:

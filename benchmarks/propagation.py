@@ -36,7 +36,7 @@ import torch
 from PIL import Image
 
 from dino_lib.runtime import resolve_precision
-from dino_lib.utils.perf import benchmark_precisions, machine_header, measure_peaks, mfu_report, vit_forward_flops
+from dino_lib.runtime.perf import benchmark_precisions, machine_header, measure_peaks, mfu_report, vit_forward_flops
 
 
 def _rss_mb() -> float:

@@ -12,7 +12,7 @@ round-robin in one process (best of ``--steps`` after ``--warmup``), so load fro
   ``softmax(q k^T) v`` in every block, the DINO loss as a loop over (teacher, student) crop pairs, AdamW with
   ``foreach=False`` (one parameter at a time), per-parameter clipping and EMA loops.
 
-The JSON holds the machine header (:func:`dino_lib.utils.perf.machine_header`), per variant seconds per step and
+The JSON holds the machine header (:func:`dino_lib.runtime.perf.machine_header`), per variant seconds per step and
 MFU against the matmul peak of the precision used (or "no native support"), the time of the DINO head + loss
 (forward and backward) alone, and ``speedup_auto_over_reference`` with its target: 1.3 on a CPU without native
 bf16 (``auto`` is fp32 there), 3 where ``auto`` is bf16. Model FLOPs count matmuls only (multiply-add = 2): the
@@ -37,10 +37,7 @@ import torch.nn.functional as F
 from dino_lib.losses import DINOLoss
 from dino_lib.models import DINOHead, MultiCropWrapper, build_backbone
 from dino_lib.runtime import autocast, resolve_device, resolve_precision
-from dino_lib.train.ema import EMA
-from dino_lib.train.grad import clip_gradients
-from dino_lib.train.optim import build_optimizer, get_params_groups
-from dino_lib.utils.perf import (
+from dino_lib.runtime.perf import (
     benchmark_precisions,
     machine_header,
     measure_peaks,
@@ -48,6 +45,9 @@ from dino_lib.utils.perf import (
     peak_rss_mb,
     vit_forward_flops,
 )
+from dino_lib.train.ema import EMA
+from dino_lib.train.grad import clip_gradients
+from dino_lib.train.optim import build_optimizer, get_params_groups
 
 STUDENT_TEMP, TEACHER_TEMP, CENTER_MOMENTUM, CLIP, EMA_MOMENTUM = 0.1, 0.04, 0.9, 3.0, 0.996
 

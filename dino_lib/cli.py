@@ -276,10 +276,11 @@ def check_inputs(cfg: Any) -> None:
         if not isinstance(value, str) or not value or _is_scheme(value):
             continue
         path = Path(value).expanduser()
-        if key == "data_path" and path.parts[-2:] == ("ci", "extract_region_features"):
-            continue  # the CI default of region pretraining: extracted on first use
         if not path.exists():
-            err = ConfigError(f"{key}: {path} does not exist; give the path of an existing file or folder")
+            err = ConfigError(
+                f"{key}: {path} does not exist; give the path of an existing file or folder (when it is the output "
+                "of an earlier step, such as region extraction before region pretraining, run that step first)"
+            )
             err.key = key
             raise err
     if isinstance(getattr(cfg, "output_dir", None), str):

@@ -28,12 +28,15 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
+from dino_lib.utils.errors import ConfigError
 from dino_lib.utils.io import atomic_write_text
 
 T = TypeVar("T")
 
 __all__ = [
     "ConfigError",
+    "PRECISION_CHOICES",
+    "legacy_precision",
     "param",
     "from_dict",
     "to_dict",
@@ -41,8 +44,6 @@ __all__ = [
     "parse_overrides",
     "save_run_config",
     "run_metadata",
-    "cli_config",
-    "requested_task",
     "locate_error",
 ]
 
@@ -60,15 +61,6 @@ _Loader.add_implicit_resolver(
 
 def _yaml_load(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
-
-
-class ConfigError(ValueError):
-    """A configuration value or file is invalid; the message names the key, the allowed values and the fix.
-
-    ``key`` is the dotted key at fault when one is (used to say whether the YAML file or the command line set it).
-    """
-
-    key: str | None = None
 
 
 def _with_key(err: ConfigError, key: str) -> ConfigError:
@@ -104,24 +96,14 @@ def _type_name(tp: Any) -> str:
 def _check_value(value: Any, tp: Any, key: str) -> Any:
     """Return ``value`` converted to ``tp`` where lossless (int -> float, list -> tuple), else raise ConfigError."""
     origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
     if tp is Any:
         return value
     if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _check_value(value, arg, key)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{key}: expected {_type_name(tp)}, found {value!r} ({type(value).__name__})")
+        return _check_union(value, tp, key)
     if origin is Literal:
-        if value in args:
+        if value in typing.get_args(tp):
             return value
-        raise ConfigError(f"{key}: expected one of {list(args)}, found {value!r}")
+        raise ConfigError(f"{key}: expected one of {list(typing.get_args(tp))}, found {value!r}")
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
@@ -129,19 +111,49 @@ def _check_value(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected a mapping of {tp.__name__} fields, found {value!r}")
         return from_dict(tp, value, prefix=f"{key}.")
     if origin in (list, tuple, Sequence) or tp in (list, tuple):
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{key}: expected a list, found {value!r} ({type(value).__name__})")
-        if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
-            if len(args) != len(value):
-                raise ConfigError(f"{key}: expected a list of {len(args)} values, found {len(value)}: {value!r}")
-            return tuple(_check_value(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
-        item_tp = args[0] if args else Any
-        items = [_check_value(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
-        return tuple(items) if (origin is tuple or tp is tuple) else items
+        return _check_sequence(value, tp, key)
     if origin is dict or tp is dict:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{key}: expected a mapping, found {value!r}")
         return dict(value)
+    if tp in (bool, int, float, str):
+        return _check_scalar(value, tp, key)
+    if isinstance(tp, type) and isinstance(value, tp):
+        return value
+    raise ConfigError(f"{key}: expected {_type_name(tp)}, found {value!r}")
+
+
+def _check_union(value: Any, tp: Any, key: str) -> Any:
+    """``X | Y | None``: ``None`` when allowed, else the first member type that accepts the value."""
+    args = typing.get_args(tp)
+    if value is None and type(None) in args:
+        return None
+    for arg in args:
+        if arg is type(None):
+            continue
+        try:
+            return _check_value(value, arg, key)
+        except ConfigError:
+            continue
+    raise ConfigError(f"{key}: expected {_type_name(tp)}, found {value!r} ({type(value).__name__})")
+
+
+def _check_sequence(value: Any, tp: Any, key: str) -> list[Any] | tuple[Any, ...]:
+    """``list[X]``, ``tuple[X, ...]`` or a fixed ``tuple[X, Y]``: each item checked, tuples returned as tuples."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if not isinstance(value, list | tuple):
+        raise ConfigError(f"{key}: expected a list, found {value!r} ({type(value).__name__})")
+    if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
+        if len(args) != len(value):
+            raise ConfigError(f"{key}: expected a list of {len(args)} values, found {len(value)}: {value!r}")
+        return tuple(_check_value(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    item_tp = args[0] if args else Any
+    items = [_check_value(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    return tuple(items) if (origin is tuple or tp is tuple) else items
+
+
+def _check_scalar(value: Any, tp: type, key: str) -> Any:
+    """``bool``, ``int``, ``float`` (an int is widened) or ``str`` (a Path is accepted; a YAML boolean gets a hint)."""
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -154,20 +166,16 @@ def _check_value(value: Any, tp: Any, key: str) -> Any:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
         raise ConfigError(f"{key}: expected a number, found {value!r} ({type(value).__name__})")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, Path):
-            return str(value)
-        if isinstance(value, bool):
-            raise ConfigError(
-                f"{key}: expected a string, found {str(value).lower()} (YAML reads unquoted off/on/no/yes/false/true "
-                f"as a boolean); quote the value, e.g. {key.rsplit('.', 1)[-1]}: 'off'"
-            )
-        raise ConfigError(f"{key}: expected a string, found {value!r} ({type(value).__name__})")
-    if isinstance(tp, type) and isinstance(value, tp):
+    if isinstance(value, str):
         return value
-    raise ConfigError(f"{key}: expected {_type_name(tp)}, found {value!r}")
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, bool):
+        raise ConfigError(
+            f"{key}: expected a string, found {str(value).lower()} (YAML reads unquoted off/on/no/yes/false/true "
+            f"as a boolean); quote the value, e.g. {key.rsplit('.', 1)[-1]}: 'off'"
+        )
+    raise ConfigError(f"{key}: expected a string, found {value!r} ({type(value).__name__})")
 
 
 def _check_bounds(value: Any, meta: Mapping[str, Any], key: str) -> None:
@@ -248,7 +256,29 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, *, prefix: str = "",
     return obj
 
 
+#: The precision vocabulary of every config key ``precision``; :mod:`dino_lib.runtime` resolves ``auto``.
+PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
+
+# Old keys of earlier configs, in the order that decides between them, and what their values meant.
 _OLD_PRECISION_KEYS = ("dtype", "amp", "score_dtype")
+_LEGACY_PRECISION: dict[str, dict[Any, str]] = {
+    "dtype": {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"},
+    "score_dtype": {"float32": "fp32", "bfloat16": "bf16"},
+    "amp": {False: "fp32", True: "bf16"},
+}
+
+
+def legacy_precision(key: str, value: Any) -> str:
+    """The ``precision`` an old key meant (``dtype: bfloat16`` -> ``bf16``, ``amp: true`` -> ``bf16``).
+
+    Raises:
+        ConfigError: a value the old key never accepted.
+    """
+    table = _LEGACY_PRECISION.get(key)
+    if table is None or value not in table:
+        allowed = list(table) if table else []
+        raise ConfigError(f"{key}: deprecated key with unknown value {value!r} (it took {allowed}); use precision")
+    return table[value]
 
 
 def _migrate_precision_keys(data: dict[str, Any], prefix: str, where: str) -> dict[str, Any]:
@@ -256,8 +286,6 @@ def _migrate_precision_keys(data: dict[str, Any], prefix: str, where: str) -> di
 
     An explicit ``precision`` wins over old keys; among old keys the first found in that order decides.
     """
-    from dino_lib.runtime.precision import PrecisionError, legacy_precision
-
     old = [k for k in _OLD_PRECISION_KEYS if k in data]
     if not old:
         return data
@@ -266,7 +294,7 @@ def _migrate_precision_keys(data: dict[str, Any], prefix: str, where: str) -> di
     for key in old:
         try:
             values[key] = legacy_precision(key, data.pop(key))
-        except PrecisionError as err:
+        except ConfigError as err:
             raise ConfigError(f"{prefix}{err}{where}") from None
     chosen = data.get("precision", values[old[0]])
     data.setdefault("precision", chosen)
@@ -366,14 +394,11 @@ def load_config(
 ) -> T:
     """Load ``cls`` from a YAML file (optional) plus overrides (``key=value`` strings or a mapping).
 
-    A mapping of overrides is what the notebooks pass (their parameter variables): errors then name them, and in
-    IPython they are shown as one message like on the command line (:func:`dino_lib.cli.notebook_errors`).
+    A mapping of overrides is what notebooks and scripts pass (their parameter variables): errors then name them
+    as notebook parameters. (Command lines go through :func:`dino_lib.cli.parse_config`, notebooks through
+    :func:`dino_lib.notebook.notebook_config`, which also shows such errors as one message in IPython.)
     """
     from_mapping = isinstance(overrides, Mapping)
-    if from_mapping:
-        from dino_lib.cli import notebook_errors
-
-        notebook_errors()
     data = read_yaml(path) if path is not None else {}
     data.pop("_meta", None)  # written by save_run_config; a run's config.yaml can be reloaded as is
     delta = dict(overrides) if isinstance(overrides, Mapping) else parse_overrides(overrides)
@@ -456,17 +481,3 @@ def save_run_config(cfg: Any, run_dir: str | Path, name: str = "config.yaml") ->
     path = run_dir / name
     atomic_write_text(path, yaml.safe_dump(payload, sort_keys=False))
     return path
-
-
-def requested_task(argv: Sequence[str]) -> str | None:
-    """The ``task`` a twin's command line asks for (see :func:`dino_lib.cli.requested_task`)."""
-    from dino_lib.cli import requested_task as _requested_task
-
-    return _requested_task(argv)
-
-
-def cli_config(cls: type[T], argv: Sequence[str] | None = None, description: str = "") -> T:
-    """Parse a twin's command line into a validated ``cls`` (see :func:`dino_lib.cli.parse_config`)."""
-    from dino_lib.cli import parse_config
-
-    return parse_config(cls, argv, description=description)

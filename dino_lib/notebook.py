@@ -20,15 +20,29 @@ Outside a kernel (tests, scripts) the plain-data globals of the namespace are ta
 from __future__ import annotations
 
 import ast
+import dataclasses
 import difflib
 import logging
+import os
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
+from dino_lib.cli import notebook_errors
 from dino_lib.config import ConfigError, from_dict
 
-__all__ = ["NOTEBOOK_CONFIGS", "config_class", "notebook_config", "parameter_names", "setup_notebook_logging"]
+__all__ = [
+    "DEMO_DIR_ENV",
+    "DEMO_WEIGHTS",
+    "NOTEBOOK_CONFIGS",
+    "config_class",
+    "demo_dir",
+    "notebook_config",
+    "parameter_names",
+    "resolve_demo_weights",
+    "setup_notebook_logging",
+]
 
 #: The config dataclass of each notebook (``notebooks/<name>.ipynb``, ``params/<name>/``), as "module:Class".
 NOTEBOOK_CONFIGS = {
@@ -41,6 +55,14 @@ NOTEBOOK_CONFIGS = {
     "region_pretrain": "dino_lib.train.config:TrainConfig",
     "hipt_heatmaps": "dino_lib.hierarchical.heatmaps_run:HIPTHeatmapConfig",
 }
+
+#: ``'demo'`` as one of these parameters stands for this file of the demo's output folder (``make demo``).
+DEMO_WEIGHTS = {
+    "pretrained_weights": "pretrain/teacher_backbone.pth",
+    "region_weights": "region_pretrain/teacher_backbone.pth",
+}
+DEMO_DIR_ENV = "DINO_DEMO_DIR"
+REPO = Path(__file__).resolve().parent.parent
 
 logger = logging.getLogger(__name__)
 
@@ -143,6 +165,9 @@ def notebook_config(
 ) -> T:
     """The validated ``cls`` built from a notebook's parameters (call it with ``globals()``).
 
+    In IPython, config and input errors of the rest of the notebook are then shown as one message, as on the
+    command line (:func:`dino_lib.cli.notebook_errors`; the cell still fails).
+
     Args:
         cls: the config dataclass of the notebook's task.
         namespace: the notebook's globals.
@@ -152,8 +177,7 @@ def notebook_config(
     Raises:
         ConfigError: a parameter is not a key of ``cls`` (with a suggestion), or a value is invalid.
     """
-    import dataclasses
-
+    notebook_errors()
     if logging_level is not None:
         setup_notebook_logging(logging_level)
     if history is None:
@@ -161,17 +185,7 @@ def notebook_config(
     found = parameter_names(history) if history else None
     names, injected = found if found is not None else (_plain_globals(namespace), [])
     fields = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-    unknown = [n for n in names if n not in fields and n != OVERRIDES]
-    if unknown:
-        msgs = []
-        for name in unknown:
-            close = difflib.get_close_matches(name, fields, n=1, cutoff=0.6)
-            msgs.append(f"'{name}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
-        raise ConfigError(
-            f"unknown notebook parameter{'s' if len(msgs) > 1 else ''} {', '.join(msgs)}; {cls.__name__} keys: "
-            f"{', '.join(fields)}. Keys the parameters cell does not show can be passed as parameters too, or in "
-            f"the '{OVERRIDES}' dict"
-        )
+    _check_names(cls.__name__, names, fields)
     if injected:
         # papermill run: what was injected describes the run completely, like a command line; keys not given take
         # the library defaults, not the notebook's tiny ones (otherwise a params/ file, which lists only what
@@ -185,19 +199,59 @@ def notebook_config(
     values = {n: namespace[n] for n in names if n in fields and n in namespace}
     extra = namespace.get(OVERRIDES) if OVERRIDES in names or not found else None
     if extra:
-        if not isinstance(extra, Mapping):
-            raise ConfigError(f"{OVERRIDES}: expected a dict of config keys to values, found {extra!r}")
-        nested = _expand(extra)
-        both = sorted(set(nested) & {n for n in names if n != OVERRIDES})
-        if both:
-            raise ConfigError(
-                f"{', '.join(both)} set both as a parameter and in '{OVERRIDES}'; set each key in one place only"
-            )
-        values.update(nested)
-    from dino_lib.demo import resolve_demo_weights
-
+        values.update(_overrides(extra, names))
     values = {k: resolve_demo_weights(k, v) for k, v in values.items()}
     return from_dict(cls, values, source="notebook parameters")
+
+
+def _check_names(config_name: str, names: Sequence[str], fields: Sequence[str]) -> None:
+    """Every parameter name must be a key of the config (or the ``overrides`` dict), with a suggestion if not."""
+    unknown = [n for n in names if n not in fields and n != OVERRIDES]
+    if not unknown:
+        return
+    msgs = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, fields, n=1, cutoff=0.6)
+        msgs.append(f"'{name}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+    raise ConfigError(
+        f"unknown notebook parameter{'s' if len(msgs) > 1 else ''} {', '.join(msgs)}; {config_name} keys: "
+        f"{', '.join(fields)}. Keys the parameters cell does not show can be passed as parameters too, or in "
+        f"the '{OVERRIDES}' dict"
+    )
+
+
+def _overrides(extra: Any, names: Sequence[str]) -> dict[str, Any]:
+    """The ``overrides`` dict parameter as nested values; a key set there and as a parameter is an error."""
+    if not isinstance(extra, Mapping):
+        raise ConfigError(f"{OVERRIDES}: expected a dict of config keys to values, found {extra!r}")
+    nested = _expand(extra)
+    both = sorted(set(nested) & {n for n in names if n != OVERRIDES})
+    if both:
+        raise ConfigError(
+            f"{', '.join(both)} set both as a parameter and in '{OVERRIDES}'; set each key in one place only"
+        )
+    return nested
+
+
+def demo_dir() -> Path:
+    """Where ``make demo`` wrote its outputs: ``$DINO_DEMO_DIR`` when set, else ``<repository>/runs/demo``."""
+    return Path(os.environ.get(DEMO_DIR_ENV) or REPO / "runs" / "demo")
+
+
+def resolve_demo_weights(key: str, value: Any) -> Any:
+    """``'demo'`` as ``pretrained_weights`` / ``region_weights`` -> the teacher that ``make demo`` trained.
+
+    Lets a notebook opened from ``notebooks/`` use the demo's teacher without typing a path; other values pass.
+    """
+    if value != "demo" or key not in DEMO_WEIGHTS:
+        return value
+    path = demo_dir() / DEMO_WEIGHTS[key]
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{key}: 'demo' stands for {path}, which does not exist; run `make demo` first (or set "
+            f"{DEMO_DIR_ENV} to the folder given to `python tools/demo/run.py --out`), or give a checkpoint path"
+        )
+    return str(path)
 
 
 class _BelowWarning(logging.Filter):

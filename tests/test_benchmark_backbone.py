@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dino_lib.utils.perf import NO_NATIVE_FRACTION
+from dino_lib.runtime.perf import NO_NATIVE_FRACTION
 
 
 def test_backbone_benchmark_prints_one_json_object(repo_root: Path, capsys: pytest.CaptureFixture[str]) -> None:

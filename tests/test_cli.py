@@ -99,6 +99,15 @@ def test_unquoted_off_gets_a_hint(tmp_path):
         parse_config(TrainConfig, ["--config", str(cfg)])
 
 
+def test_requested_task_reads_config_then_overrides(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("task: regions\nepochs: 3\n")
+    assert requested_task(["--config", str(cfg)]) == "regions"
+    assert requested_task([f"--config={cfg}"]) == "regions"
+    assert requested_task(["--config", str(cfg), "task=hipt"]) == "hipt"
+    assert requested_task(["epochs=2"]) is None
+
+
 def test_requested_task_reads_every_spelling(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("task: hipt\n")
@@ -156,11 +165,12 @@ def test_notebook_errors_show_one_message_and_still_fail_the_cell(monkeypatch, c
     monkeypatch.delenv("DINO_LIB_DEBUG", raising=False)
     shell = InteractiveShell.instance()
     try:
-        shell.run_cell("from dino_lib.config import load_config\nfrom dino_lib.eval.config import EvalConfig")
-        result = shell.run_cell("load_config(EvalConfig, None, {'temperature': -1.0})")  # installs the handler
+        shell.run_cell("from dino_lib.notebook import notebook_config\nfrom dino_lib.eval.config import EvalConfig")
+        cell = "notebook_config(EvalConfig, {'temperature': -1.0}, logging_level=None)"  # installs the handler
+        result = shell.run_cell(cell)
         assert result.error_in_exec is not None  # the cell fails (papermill stops there)
         captured = capsys.readouterr()
-        assert "dino_lib: config error: notebook parameters: temperature: must be > 0" in captured.err
+        assert "dino_lib: config error: temperature: must be > 0, found -1.0 in notebook parameters" in captured.err
         assert "Traceback" not in captured.out + captured.err
         result = shell.run_cell("[][1]")  # not a config or input error: the usual traceback
         assert isinstance(result.error_in_exec, IndexError)

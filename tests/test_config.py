@@ -12,7 +12,8 @@ import torch
 import yaml
 
 import dino_lib
-from dino_lib.config import ConfigError, cli_config, from_dict, load_config, param, parse_overrides, save_run_config
+from dino_lib.cli import parse_config
+from dino_lib.config import ConfigError, from_dict, load_config, param, parse_overrides, save_run_config
 
 
 @dataclasses.dataclass
@@ -109,7 +110,7 @@ def test_overrides_merge_over_file(tmp_path: Path) -> None:
     path = write(tmp_path / "c.yaml", {"epochs": 3, "optim": {"lr": 0.1, "betas": [0.5, 0.6]}})
     cfg = load_config(Cfg, path, ["optim.lr=0.2", "arch=vit_tiny"])
     assert (cfg.epochs, cfg.arch, cfg.optim.lr, cfg.optim.betas) == (3, "vit_tiny", 0.2, (0.5, 0.6))
-    cfg = cli_config(Cfg, ["--config", str(path), "epochs=7"])
+    cfg = parse_config(Cfg, ["--config", str(path), "epochs=7"])  # the command line: file, then overrides
     assert cfg.epochs == 7 and cfg.optim.lr == 0.1
 
 
@@ -157,14 +158,3 @@ def test_exponent_floats_in_files_and_overrides(tmp_path: Path) -> None:
     assert load_config(Cfg, tmp_path / "c.yaml").optim.lr == 5e-4
     assert load_config(Cfg, None, ["momentum_teacher=9.96E-1"]).momentum_teacher == 0.996
     assert load_config(Cfg, None, ["arch=vit_tiny"]).arch == "vit_tiny"
-
-
-def test_requested_task_reads_config_then_overrides(tmp_path):
-    from dino_lib.config import requested_task
-
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text("task: regions\nepochs: 3\n")
-    assert requested_task(["--config", str(cfg)]) == "regions"
-    assert requested_task([f"--config={cfg}"]) == "regions"
-    assert requested_task(["--config", str(cfg), "task=hipt"]) == "hipt"
-    assert requested_task(["epochs=2"]) is None

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import runpy
 from pathlib import Path
 
-from dino_lib.demo import DEMO_STEPS, REPO, step_parameters
+REPO = Path(__file__).resolve().parents[1]
+
+
+# The runner is a repository tool (tools/demo/run.py), not part of the installed package: read its definitions.
+_RUNNER = runpy.run_path(str(REPO / "tools" / "demo" / "run.py"), run_name="demo_run")
+DEMO_STEPS, step_parameters = _RUNNER["DEMO_STEPS"], _RUNNER["step_parameters"]
+
+
+def test_runner_and_tests_agree_on_the_repository_root():
+    assert _RUNNER["REPO"] == REPO
 
 
 def test_demo_runs_every_notebook_once():

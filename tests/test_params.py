@@ -64,7 +64,7 @@ ROUTED = [p for p in FILES if p.parent.name in ("extract_region_features", "hipt
 @pytest.mark.parametrize("path", ROUTED, ids=[f"{p.parent.name}/{p.name}" for p in ROUTED])
 def test_multi_task_files_name_their_task(path: Path):
     """``python -m dino_lib.features`` / ``dino_lib.attention`` pick the config by ``task`` before validating."""
-    from dino_lib.config import requested_task
+    from dino_lib.cli import requested_task
 
     assert requested_task(["--config", str(path)]) == load_config(config_class(path.parent.name), path).task
 

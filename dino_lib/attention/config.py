@@ -51,7 +51,7 @@ class AttentionConfig:
     video_max_frames: int | None = param(None, gt=0, help="stop after N frames; null = all")
     video_format: str = param("mp4", choices=["mp4", "gif"], help="output container")
     # run
-    output_dir: str = param("runs/ci/attention_maps", help="where figures, PNGs and the video are written")
+    output_dir: str = param("runs/attention_maps", help="where figures, PNGs and the video are written")
     device: str = param("auto", help="auto | cpu | cuda | cuda:N")
 
     def validate(self) -> None:

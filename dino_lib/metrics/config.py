@@ -20,7 +20,7 @@ class MetricsConfig:
     predictions: str | None = param(None, help="PRED folder (PRED/<run>/<frame>.png); null = make a demo stand-in")
     ground_truth: str = param("sample:driving", help="DATAROOT of runs, one run folder, a DAVIS root, or sample:<x>")
     mode: str = param("semantic", choices=("semantic", "davis"), help="semantic IoU family or DAVIS J&F")
-    output_dir: str = param("runs/ci/segmentation_metrics", help="where tables, figures and videos are written")
+    output_dir: str = param("runs/segmentation_metrics", help="where tables, figures and videos are written")
     runs: list[str] | None = param(None, help="runs/videos to evaluate (default: all with predictions)")
     # semantic options
     num_classes: int = param(27, ge=1, le=65535, help="class ids 0..num_classes-1")

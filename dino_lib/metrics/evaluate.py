@@ -141,16 +141,15 @@ def _label_positions(stems: list[str], manifest: io.RunManifest, opts: SemanticO
     )
 
 
+def _check_ids(ids: np.ndarray, path: Path, opts: SemanticOptions, role: str) -> np.ndarray:
+    return io.check_ids(
+        ids, path, num_classes=opts.num_classes, ignore_index=opts.ignore_index, unknown_ids=opts.unknown_ids, role=role
+    )
+
+
 def _read_pair(gt_path: Path, pred_path: Path | None, opts: SemanticOptions) -> tuple[np.ndarray, np.ndarray]:
     gt = io.read_index_map(gt_path, role="ground-truth label")
-    gt = io.check_ids(
-        gt,
-        gt_path,
-        num_classes=opts.num_classes,
-        ignore_index=opts.ignore_index,
-        unknown_ids=opts.unknown_ids,
-        role="ground-truth label",
-    )
+    gt = _check_ids(gt, gt_path, opts, "ground-truth label")
     if pred_path is None:  # missing prediction of an annotated frame: the fork copies the label there
         return gt, gt
     pred = io.read_index_map(pred_path, role="prediction")
@@ -163,14 +162,7 @@ def _read_pair(gt_path: Path, pred_path: Path | None, opts: SemanticOptions) -> 
             )
         logger.warning("%s: resized from %s to %s (nearest)", pred_path, pred.shape, gt.shape)
         pred = np.asarray(Image.fromarray(pred.astype(np.uint8)).resize(gt.shape[::-1], Image.NEAREST))
-    pred = io.check_ids(
-        pred,
-        pred_path,
-        num_classes=opts.num_classes,
-        ignore_index=opts.ignore_index,
-        unknown_ids=opts.unknown_ids,
-        role="prediction",
-    )
+    pred = _check_ids(pred, pred_path, opts, "prediction")
     if opts.pred_ignore == "error" and (pred == opts.ignore_index).any():
         raise MetricsInputError(
             f"prediction {pred_path} contains the ignore id {opts.ignore_index} (strict mode pred_ignore=error); "
@@ -209,6 +201,27 @@ def evaluate_semantic_run(
         src = np.array([index.get(manifest.source_frames.get(s, s), i) for i, s in enumerate(all_stems)])
     distances = frames_since_label(len(all_stems), label_pos, src)[positions]
 
+    result = RunResult(
+        name=name,
+        stems=[s for s, _, _ in pairs],
+        positions=positions,
+        is_label=np.isin(positions, label_pos),
+        distances=distances,
+        frame_cms=_confusions(name, pairs, opts),
+        pred_is_gt_copy=np.array([p is None for _, _, p in pairs]),
+        gt_paths=[g for _, g, _ in pairs],
+        pred_paths=[p for _, _, p in pairs],
+        image_dir=image_dir,
+        pred_dir=pred_dir,
+        prob_classes=manifest.prob_classes,
+        include_label_frames=opts.include_label_frames,
+    )
+    _check_evaluated(result, opts)
+    return result
+
+
+def _confusions(name: str, pairs: list[tuple[str, Path, Path | None]], opts: SemanticOptions) -> np.ndarray:
+    """``(N, C, C + 1)`` confusion matrices of the frame pairs, read in parallel and counted batch by batch."""
     cms: list[np.ndarray] = []
     bar = progress_bar(total=len(pairs), desc=f"{name} (metrics)", unit="frame")
     with ThreadPoolExecutor(max(1, opts.num_workers)) as pool, bar:
@@ -227,21 +240,12 @@ def evaluate_semantic_run(
                         [frame_confusions(g, p, opts.num_classes, ignore_index=opts.ignore_index) for g, p in arrays]
                     )
                 )
-    result = RunResult(
-        name=name,
-        stems=[s for s, _, _ in pairs],
-        positions=positions,
-        is_label=np.isin(positions, label_pos),
-        distances=distances,
-        frame_cms=np.concatenate(cms),
-        pred_is_gt_copy=np.array([p is None for _, _, p in pairs]),
-        gt_paths=[g for _, g, _ in pairs],
-        pred_paths=[p for _, _, p in pairs],
-        image_dir=image_dir,
-        pred_dir=pred_dir,
-        prob_classes=manifest.prob_classes,
-        include_label_frames=opts.include_label_frames,
-    )
+    return np.concatenate(cms)
+
+
+def _check_evaluated(result: RunResult, opts: SemanticOptions) -> None:
+    """At least one frame left to score; says when annotated frames are scored as copies of their label."""
+    name = result.name
     n_eval = int(result.evaluated.sum())
     if n_eval == 0:
         raise MetricsInputError(
@@ -256,7 +260,6 @@ def evaluate_semantic_run(
             int(result.pred_is_gt_copy.sum()),
         )
     logger.info("run %s: %d frames evaluated, %d label frames", name, n_eval, int(result.is_label.sum()))
-    return result
 
 
 def evaluate_semantic(

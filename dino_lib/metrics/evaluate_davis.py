@@ -69,18 +69,7 @@ def evaluate_davis(
                 logger.warning("video %s: predictions incomplete; not evaluated (missing=intersect)", name)
                 continue
             raise
-        gts, preds = [], []
-        for _, g, p in progress_bar(pairs, desc=f"{name} (metrics)", unit="frame"):
-            gt = io.read_index_map(g, role="DAVIS annotation")
-            pred = io.read_index_map(p, role="DAVIS result") if p is not None else np.zeros_like(gt)
-            if pred.shape != gt.shape:
-                raise MetricsInputError(
-                    f"result {p} is {pred.shape} but annotation {g} is {gt.shape}; DAVIS results "
-                    f"must have exactly the annotation size"
-                )
-            gts.append(gt)
-            preds.append(pred)
-        j, f = davis_lib.evaluate_sequence(np.stack(gts), np.stack(preds), bound_th=bound_th, name=name)
+        j, f = davis_lib.evaluate_sequence(*_read_video(name, pairs), bound_th=bound_th, name=name)
         image_dir = root / "JPEGImages" / resolution / name
         results.append(
             DavisResult(
@@ -96,3 +85,19 @@ def evaluate_davis(
     if not results:
         raise MetricsInputError(f"no video of {root} could be evaluated against {pred_root}")
     return results
+
+
+def _read_video(name: str, pairs: list[tuple[str, Path, Path | None]]) -> tuple[np.ndarray, np.ndarray]:
+    """``(T, H, W)`` annotations and results of one video (a frame without a result reads as background)."""
+    gts, preds = [], []
+    for _, g, p in progress_bar(pairs, desc=f"{name} (metrics)", unit="frame"):
+        gt = io.read_index_map(g, role="DAVIS annotation")
+        pred = io.read_index_map(p, role="DAVIS result") if p is not None else np.zeros_like(gt)
+        if pred.shape != gt.shape:
+            raise MetricsInputError(
+                f"result {p} is {pred.shape} but annotation {g} is {gt.shape}; DAVIS results "
+                f"must have exactly the annotation size"
+            )
+        gts.append(gt)
+        preds.append(pred)
+    return np.stack(gts), np.stack(preds)

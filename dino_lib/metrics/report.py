@@ -19,6 +19,7 @@ import dataclasses
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -128,105 +129,30 @@ def semantic_report(results: Sequence[RunResult], class_names: Sequence[str] | N
     c = results[0].frame_cms.shape[1]
     names = _names(class_names, c)
     summary, per_class, curve, curve_cls, per_frame, frame_cls, fork = [], [], [], [], [], [], []
-    pooled_cm = np.zeros((c, c + 1), dtype=np.int64)
-    pooled_fork = np.zeros((c, c + 1), dtype=np.int64)
-    pooled_frames: list[np.ndarray] = []
-    pooled_dist: list[np.ndarray] = []
-    n_eval_total = n_label_total = n_all_total = 0
     for r in results:
         ev = r.evaluated
         cm = r.frame_cms[ev].sum(axis=0)
-        pooled_cm += cm
-        pooled_frames.append(r.frame_cms[ev])
-        pooled_dist.append(r.distances[ev])
-        n_eval_total += int(ev.sum())
-        n_label_total += int(r.is_label.sum())
         summary.append(_summary_row(r.name, cm, int(ev.sum()), int(r.is_label.sum())))
-        s = scores_from_confusion(cm)
-        for k in range(c):
-            per_class.append(
-                {
-                    "run": r.name,
-                    "class_id": k,
-                    "class_name": names[k],
-                    "iou": s.iou[k],
-                    "gt_pixels": int(s.gt_pixels[k]),
-                    "pred_pixels": int(s.pred_pixels[k]),
-                    "tp": int(s.tp[k]),
-                }
-            )
+        per_class += _class_rows(r.name, cm, names)
         rows, cls_rows = _curve_rows(r.name, r.frame_cms[ev], r.distances[ev], names)
         curve += rows
         curve_cls += cls_rows
-        ious = per_frame_iou(r.frame_cms)  # (N, C)
-        for i, stem in enumerate(r.stems):
-            fs = scores_from_confusion(r.frame_cms[i])
-            per_frame.append(
-                {
-                    "run": r.name,
-                    "frame": stem,
-                    "position": int(r.positions[i]),
-                    "is_label": bool(r.is_label[i]),
-                    "evaluated": bool(ev[i]),
-                    "distance": int(r.distances[i]),
-                    "pixels": fs.n_pixels,
-                    "miou_present": fs.miou_present,
-                    "pixel_acc": fs.pixel_acc,
-                    "pred_is_gt_copy": bool(r.pred_is_gt_copy[i]),
-                }
-            )
-            for k in np.flatnonzero(np.isfinite(ious[i])):
-                frame_cls.append(
-                    {
-                        "run": r.name,
-                        "frame": stem,
-                        "evaluated": bool(ev[i]),
-                        "class_id": int(k),
-                        "class_name": names[k],
-                        "iou": float(ious[i, k]),
-                        "gt_pixels": int(r.frame_cms[i, k].sum()),
-                    }
-                )
-        fork_cm = r.frame_cms.sum(axis=0)  # every frame, annotated ones included (fork behaviour)
-        pooled_fork += fork_cm
-        n_all_total += len(r.stems)
-        fork.append(
-            {
-                "run": r.name,
-                "miou_fork": miou_fork(fork_cm, c),
-                "frames_scored": len(r.stems),
-                "label_frames_copied_from_gt": int(r.pred_is_gt_copy.sum()),
-                "num_classes": c,
-                "definition": FORK_DEFINITION,
-            }
-        )
-    summary.append(_summary_row(POOLED, pooled_cm, n_eval_total, n_label_total))
-    s = scores_from_confusion(pooled_cm)
-    for k in range(c):
-        per_class.append(
-            {
-                "run": POOLED,
-                "class_id": k,
-                "class_name": names[k],
-                "iou": s.iou[k],
-                "gt_pixels": int(s.gt_pixels[k]),
-                "pred_pixels": int(s.pred_pixels[k]),
-                "tp": int(s.tp[k]),
-            }
-        )
-    rows, cls_rows = _curve_rows(POOLED, np.concatenate(pooled_frames), np.concatenate(pooled_dist), names)
+        rows, cls_rows = _frame_rows(r, names)
+        per_frame += rows
+        frame_cls += cls_rows
+        # every frame, annotated ones included (fork behaviour)
+        fork.append(_fork_row(r.name, r.frame_cms.sum(axis=0), len(r.stems), int(r.pred_is_gt_copy.sum())))
+    pooled_cm = sum((r.frame_cms[r.evaluated].sum(axis=0) for r in results), np.zeros((c, c + 1), dtype=np.int64))
+    n_eval = sum(int(r.evaluated.sum()) for r in results)
+    summary.append(_summary_row(POOLED, pooled_cm, n_eval, sum(int(r.is_label.sum()) for r in results)))
+    per_class += _class_rows(POOLED, pooled_cm, names)
+    frames = np.concatenate([r.frame_cms[r.evaluated] for r in results])
+    rows, cls_rows = _curve_rows(POOLED, frames, np.concatenate([r.distances[r.evaluated] for r in results]), names)
     curve += rows
     curve_cls += cls_rows
-    fork.append(
-        {
-            "run": POOLED,
-            "miou_fork": miou_fork(pooled_fork, c),
-            "frames_scored": n_all_total,
-            "label_frames_copied_from_gt": int(sum(r.pred_is_gt_copy.sum() for r in results)),
-            "num_classes": c,
-            "definition": FORK_DEFINITION,
-        }
-    )
+    pooled_fork = sum((r.frame_cms.sum(axis=0) for r in results), np.zeros((c, c + 1), dtype=np.int64))
+    copied = int(sum(r.pred_is_gt_copy.sum() for r in results))
+    fork.append(_fork_row(POOLED, pooled_fork, sum(len(r.stems) for r in results), copied))
     frame_cols = ["run", "frame", "evaluated", "class_id", "class_name", "iou", "gt_pixels"]
     return SemanticReport(
         summary=pd.DataFrame(summary),
@@ -239,6 +165,72 @@ def semantic_report(results: Sequence[RunResult], class_names: Sequence[str] | N
         frame_class_iou=pd.DataFrame(frame_cls, columns=frame_cols),
         fork=pd.DataFrame(fork),
     )
+
+
+def _class_rows(run: str, cm: np.ndarray, names: Sequence[str]) -> list[dict[str, Any]]:
+    """One row per class of a ``(C, C + 1)`` confusion matrix: IoU and pixel counts."""
+    s = scores_from_confusion(cm)
+    return [
+        {
+            "run": run,
+            "class_id": k,
+            "class_name": names[k],
+            "iou": s.iou[k],
+            "gt_pixels": int(s.gt_pixels[k]),
+            "pred_pixels": int(s.pred_pixels[k]),
+            "tp": int(s.tp[k]),
+        }
+        for k in range(cm.shape[0])
+    ]
+
+
+def _fork_row(run: str, cm: np.ndarray, frames: int, copied: int) -> dict[str, Any]:
+    """The fork's mIoU of a confusion matrix summed over every frame (annotated frames included)."""
+    c = cm.shape[0]
+    return {
+        "run": run,
+        "miou_fork": miou_fork(cm, c),
+        "frames_scored": frames,
+        "label_frames_copied_from_gt": copied,
+        "num_classes": c,
+        "definition": FORK_DEFINITION,
+    }
+
+
+def _frame_rows(r: RunResult, names: Sequence[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Per-frame scores of one run, and the IoU of every class present in each frame."""
+    ious = per_frame_iou(r.frame_cms)  # (N, C)
+    rows, class_rows = [], []
+    for i, stem in enumerate(r.stems):
+        fs = scores_from_confusion(r.frame_cms[i])
+        evaluated = bool(r.evaluated[i])
+        rows.append(
+            {
+                "run": r.name,
+                "frame": stem,
+                "position": int(r.positions[i]),
+                "is_label": bool(r.is_label[i]),
+                "evaluated": evaluated,
+                "distance": int(r.distances[i]),
+                "pixels": fs.n_pixels,
+                "miou_present": fs.miou_present,
+                "pixel_acc": fs.pixel_acc,
+                "pred_is_gt_copy": bool(r.pred_is_gt_copy[i]),
+            }
+        )
+        for k in np.flatnonzero(np.isfinite(ious[i])):
+            class_rows.append(
+                {
+                    "run": r.name,
+                    "frame": stem,
+                    "evaluated": evaluated,
+                    "class_id": int(k),
+                    "class_name": names[k],
+                    "iou": float(ious[i, k]),
+                    "gt_pixels": int(r.frame_cms[i, k].sum()),
+                }
+            )
+    return rows, class_rows
 
 
 @dataclasses.dataclass

@@ -135,6 +135,24 @@ def _patch_argument(arch: str, patch_size: int | None) -> int | None:
     return None
 
 
+def _auto_architecture(
+    weights: Path | None, checkpoint_key: str | None, kwargs: dict[str, Any]
+) -> tuple[str, int | None, dict[str, Any]]:
+    """``arch: auto``: the architecture, patch size and sizes stored in the checkpoint, over explicit sizes."""
+    if weights is None:
+        raise ValueError("arch: auto reads the architecture from pretrained_weights; give a checkpoint or an arch")
+    arch, inferred = infer_architecture(weights, checkpoint_key)
+    patch_size = inferred.pop("patch_size")
+    overridden = {k: kwargs[k] for k in inferred if k in kwargs and kwargs[k] != inferred[k]}
+    if overridden:  # the file decides the architecture; other keywords (drop_path_rate, ...) still apply
+        logger.info("arch auto: %s ignored, the checkpoint holds %s", overridden, {k: inferred[k] for k in overridden})
+    kwargs = {**kwargs, **inferred}
+    logger.info("arch auto -> %s, patch %d, depth %d", arch, patch_size, kwargs["depth"])
+    if "_patch" not in arch:
+        arch = f"{arch}_patch{patch_size}"
+    return arch, patch_size, kwargs
+
+
 def build_and_load(
     spec: BackboneSpec,
     *,
@@ -165,19 +183,7 @@ def build_and_load(
         )
     arch, patch_size, kwargs = spec.arch, spec.patch_size, dict(spec.kwargs)
     if arch == "auto":
-        if weights is None:
-            raise ValueError("arch: auto reads the architecture from pretrained_weights; give a checkpoint or an arch")
-        arch, inferred = infer_architecture(weights, spec.checkpoint_key)
-        patch_size = inferred.pop("patch_size")
-        overridden = {k: kwargs[k] for k in inferred if k in kwargs and kwargs[k] != inferred[k]}
-        if overridden:  # the file decides the architecture; other keywords (drop_path_rate, ...) still apply
-            logger.info(
-                "arch auto: %s ignored, the checkpoint holds %s", overridden, {k: inferred[k] for k in overridden}
-            )
-        kwargs = {**kwargs, **inferred}
-        logger.info("arch auto -> %s, patch %d, depth %d", arch, patch_size, kwargs["depth"])
-        if "_patch" not in arch:
-            arch = f"{arch}_patch{patch_size}"
+        arch, patch_size, kwargs = _auto_architecture(weights, spec.checkpoint_key, kwargs)
     with seeded(seed) if seed is not None else contextlib.nullcontext():
         model = build_backbone(arch, patch_size=_patch_argument(arch, patch_size), **kwargs)
     report = None

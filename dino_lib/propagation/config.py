@@ -27,7 +27,7 @@ class PropagationConfig:
     davis_split: str = "val"
     davis_resolution: str = "480p"
     max_frames: int | None = param(None, ge=1, help="process only the first N frames of each run (quick looks)")
-    output_dir: str = "runs/ci/propagate_segmentation"
+    output_dir: str = "runs/propagate_segmentation"
     # protocol
     protocol: str = param("default", choices=["default", "davis_parity"], help="davis_parity = reference DAVIS")
     keyframe_policy: str = param(

@@ -151,7 +151,6 @@ def _propagate_windowed(
     # Strip copies are split into row groups so that one copy stays within the memory budget on huge grids.
     row_bytes = n_ctx * scan.element_size() * d * (2 * min(int(params.radius), w - 1) + params.tile)
     group_rows = max(1, int(params.memory_budget_mb * 2**20 // row_bytes))
-    m = params.topk + params.preselect_margin
     out = torch.empty(h, w, c, dtype=torch.float32, device=dev)
     block = scan[:0]
     block_y0 = block_y1 = block_x0 = -1
@@ -168,20 +167,35 @@ def _propagate_windowed(
         scores = (query @ keys.T).float()  # (nq, rh·n_ctx·rw)
         scores = scores.view(nq, rh, n_ctx, rw).add_(t.bias).view(nq, -1)  # -inf outside each target's window
         lut = grid_rows[t.ry0 : t.ry1, :, t.rx0 : t.rx1].reshape(-1)  # score column -> row of src/labels
-        if fast:
-            # bf16 scores only pre-select candidates; the kept ones are re-scored exactly in fp32.
-            cand = scores.topk(min(m, scores.shape[-1]), dim=-1).indices  # (nq, m)
-            rows = _take_rows(lut, cand)
-            exact = (_take_rows(src_rows, rows) * tgt_tile.unsqueeze(1)).sum(-1)  # (nq, m)
-            exact = exact.masked_fill(scores.gather(-1, cand).isneginf(), float("-inf"))  # outside the window
-            weights, j = _sparse_topk(exact, params.topk, params.temperature)
-            rows = rows.gather(-1, j)
-        else:
-            weights, idx = _sparse_topk(scores, params.topk, params.temperature)
-            rows = _take_rows(lut, idx)  # (nq, kk)
+        weights, rows = _tile_weights(scores, lut, tgt_tile, src_rows, params, fast)
         pred = torch.bmm(weights.unsqueeze(1), _take_rows(labels, rows)).view(t.y1 - t.y0, t.x1 - t.x0, c)
         out[t.y0 : t.y1, t.x0 : t.x1] = pred
     return _finish(out, params.renormalise).permute(2, 0, 1).contiguous()
+
+
+def _tile_weights(
+    scores: torch.Tensor,
+    lut: torch.Tensor,
+    tgt_tile: torch.Tensor,
+    src_rows: torch.Tensor,
+    params: PropagationParams,
+    fast: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k weights of one tile's ``(nq, region)`` scores and the context rows they weigh, each ``(nq, kk)``.
+
+    ``lut`` maps a score column to a row of ``src_rows`` (the fp32 context features) and of the labels.
+    """
+    if not fast:
+        weights, idx = _sparse_topk(scores, params.topk, params.temperature)
+        return weights, _take_rows(lut, idx)  # (nq, kk)
+    # bf16 scores only pre-select candidates; the kept ones are re-scored exactly in fp32.
+    m = params.topk + params.preselect_margin
+    cand = scores.topk(min(m, scores.shape[-1]), dim=-1).indices  # (nq, m)
+    rows = _take_rows(lut, cand)
+    exact = (_take_rows(src_rows, rows) * tgt_tile.unsqueeze(1)).sum(-1)  # (nq, m)
+    exact = exact.masked_fill(scores.gather(-1, cand).isneginf(), float("-inf"))  # outside the window
+    weights, j = _sparse_topk(exact, params.topk, params.temperature)
+    return weights, rows.gather(-1, j)
 
 
 def _propagate_global(

@@ -72,15 +72,20 @@ class TileLayout:
         return self.n_th * self.tile_h + 2 * self.pad_y, self.n_tw * self.tile_w + 2 * self.pad_x
 
 
-@functools.lru_cache(maxsize=32)
-def tile_layout(h: int, w: int, radius: int, shape: WindowShape = "square", tile: int = 8) -> TileLayout:
-    """Build (once per argument set) the :class:`TileLayout` of an ``h x w`` grid with window radius ``radius``."""
+def _check_grid(h: int, w: int, radius: int, shape: str) -> None:
+    """A feature grid of at least one cell, a non-negative radius and a known window shape."""
     if h < 1 or w < 1:
         raise ValueError(f"feature grid must be at least 1 x 1, found {h} x {w}")
     if radius < 0:
         raise ValueError(f"window radius must be >= 0, found {radius}")
     if shape not in ("square", "circle"):
         raise ValueError(f"window shape must be 'square' or 'circle', found {shape!r}")
+
+
+@functools.lru_cache(maxsize=32)
+def tile_layout(h: int, w: int, radius: int, shape: WindowShape = "square", tile: int = 8) -> TileLayout:
+    """Build (once per argument set) the :class:`TileLayout` of an ``h x w`` grid with window radius ``radius``."""
+    _check_grid(h, w, radius, shape)
     tile_h, tile_w = min(tile, h), min(tile, w)
     n_th, n_tw = -(-h // tile_h), -(-w // tile_w)
     pad_y, pad_x = min(radius, h - 1), min(radius, w - 1)
@@ -160,12 +165,7 @@ def clipped_tiles(h: int, w: int, radius: int, shape: WindowShape = "square", ti
     Compared with :func:`tile_layout`, edge tiles neither score padding cells nor pad the target. An axis no
     longer than ``2 * radius + tile`` is not split at all (DAVIS grids, 30 x 52 at r = 12, become column strips).
     """
-    if h < 1 or w < 1:
-        raise ValueError(f"feature grid must be at least 1 x 1, found {h} x {w}")
-    if radius < 0:
-        raise ValueError(f"window radius must be >= 0, found {radius}")
-    if shape not in ("square", "circle"):
-        raise ValueError(f"window shape must be 'square' or 'circle', found {shape!r}")
+    _check_grid(h, w, radius, shape)
     # Along an axis no longer than 2r + tile, a tile's region already spans (nearly) all of it: one full-length tile
     # then scores ~30 % more pairs (~5 % more time on a quiet CPU) but issues 4x fewer, larger ops per frame, which
     # pays off on shared CPUs, where every parallel region waits for a contended core.

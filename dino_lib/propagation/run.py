@@ -126,6 +126,28 @@ def list_videos(cfg: PropagationConfig) -> list[VideoRun]:
     return driving_runs(root, cfg.runs)
 
 
+@dataclass
+class _Frames:
+    """One video's frame loop: its labels, features, propagator and resume state, and what it has done so far."""
+
+    cfg: PropagationConfig
+    run: VideoRun
+    video: VideoLabels
+    provider: FeatureProvider
+    prop: ContextPropagator
+    state_store: outputs.ResumeState
+    key: str
+    keyframes: set[int]
+    native: Any
+    geometry: Any
+    parity: bool
+    channel_ids: list[int] = field(default_factory=list)
+    written: int = 0
+    skipped: int = 0
+    t_prop: float = 0.0
+    t_write: float = 0.0
+
+
 def propagate_video(
     cfg: PropagationConfig, run: VideoRun, extractor: FeatureExtractor, out_root: Path, device: torch.device
 ) -> RunResult:
@@ -153,6 +175,49 @@ def propagate_video(
     params = {k: v for k, v in to_dict(cfg).items() if k not in _EXECUTION_ONLY}
     params["precision"] = precision
     key = outputs.params_key({"params": params, "backbone": extractor.describe(), "geometry": geometry.to_dict()})
+    state_store = _resume_store(cfg, out_dir, key)
+    provider, cache = _feature_provider(cfg, extractor, run, geometry, device, precision, out_root)
+    prop = ContextPropagator(
+        _propagation_params(cfg, precision), cfg.max_anchors if cfg.resolved_policy == "continuous" else None
+    )
+    label_frames = [run.frames[k].stem for k in keyframes]
+    manifest = _start_manifest(cfg, run, extractor, geometry, video, key, label_frames)
+    outputs.write_manifest(out_dir, manifest)
+
+    job = _Frames(cfg, run, video, provider, prop, state_store, key, set(keyframes), native, geometry, parity)
+    t_start = time.perf_counter()
+    _run_frames(job, segments)
+    timings = _timings(job, time.perf_counter() - t_start, cache)
+    from dino_lib.runtime.perf import peak_rss_mb
+
+    manifest.update(
+        status="complete",
+        timings=timings,
+        peak_rss_mb=peak_rss_mb(),
+        written=job.written,
+        skipped=job.skipped,
+        peak_cuda_mb=torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None,
+    )
+    outputs.write_manifest(out_dir, manifest)
+    labels = [run.labels.get(p.stem) for p in run.frames]
+    return RunResult(run.name, out_dir, job.written, job.skipped, label_frames, timings, list(run.frames), labels)
+
+
+def _timings(job: _Frames, wall: float, cache: FeatureCache | None) -> dict[str, float]:
+    """Seconds spent per stage of one video, its frame rate and how many frames needed the backbone."""
+    return {
+        "wall_s": wall,
+        "feature_s": job.provider.seconds,
+        "propagation_s": job.t_prop,
+        "decode_write_s": job.t_write,
+        "frames_per_s": job.written / wall if wall > 0 else 0.0,
+        "frames_extracted": job.provider.extracted,
+        "cache_hits": cache.hits if cache else 0,
+    }
+
+
+def _resume_store(cfg: PropagationConfig, out_dir: Path, key: str) -> outputs.ResumeState:
+    """The resume state of ``out_dir`` (cleared unless resuming); refuses a folder written with other parameters."""
     old = outputs.read_manifest(out_dir)
     resume = cfg.resume and not cfg.overwrite
     if old is not None and old.get("status") == "running":
@@ -169,7 +234,20 @@ def propagate_video(
     state_store = outputs.ResumeState(out_dir)
     if not resume:
         state_store.clear()
+    return state_store
 
+
+def _feature_provider(
+    cfg: PropagationConfig,
+    extractor: FeatureExtractor,
+    run: VideoRun,
+    geometry: Any,
+    device: torch.device,
+    precision: str,
+    out_root: Path,
+) -> tuple[FeatureProvider, FeatureCache | None]:
+    """The per-frame features of ``run`` (through the on-disk cache when enabled) and that cache."""
+    parity = cfg.protocol == "davis_parity"
     pre = {"geometry": geometry.to_dict(), "precision": precision, "parity": parity}
     cache = None
     if cfg.feature_cache:
@@ -186,7 +264,12 @@ def propagate_video(
         antialias=not parity,
         round_uint8=parity,
     )
-    pparams = PropagationParams(
+    return provider, cache
+
+
+def _propagation_params(cfg: PropagationConfig, precision: str) -> PropagationParams:
+    parity = cfg.protocol == "davis_parity"
+    return PropagationParams(
         topk=cfg.topk,
         temperature=cfg.temperature,
         radius=cfg.size_mask_neighborhood or None,
@@ -198,10 +281,21 @@ def propagate_video(
         memory_budget_mb=cfg.memory_budget_mb,
         score_dtype="bfloat16" if precision == "bf16" else "float32",
     )
-    prop = ContextPropagator(pparams, cfg.max_anchors if cfg.resolved_policy == "continuous" else None)
-    label_frames = [run.frames[k].stem for k in keyframes]
+
+
+def _start_manifest(
+    cfg: PropagationConfig,
+    run: VideoRun,
+    extractor: FeatureExtractor,
+    geometry: Any,
+    video: VideoLabels,
+    key: str,
+    label_frames: list[str],
+) -> dict[str, Any]:
+    """The manifest written before the first frame (status ``running``)."""
+    n = len(run.frames)
     source = {p.stem: run.frames[k].stem for p, k in zip(run.frames, policies.source_keyframes(cfg, n))}
-    manifest = {
+    return {
         "status": "running",
         "protocol": cfg.protocol,
         "mode": cfg.mode,
@@ -218,97 +312,77 @@ def propagate_video(
         "palette": "driving27" if cfg.dataset == "driving" else "davis",
         "frames": run.stems,
     }
-    outputs.write_manifest(out_dir, manifest)
 
-    t_start = time.perf_counter()
-    t_prop = t_write = 0.0
-    written = skipped = 0
-    channel_ids: list[int] = []
-    start = 0
-    state = state_store.load(key) if resume else None
-    if state is not None:  # restore the context (features come back from the cache or are re-extracted)
-        start, channel_ids = int(state["next_index"]), list(state["channel_ids"])
-        for idx, lab in state["anchors"]:
-            prop.add_anchor(provider[idx], lab, idx)
-        for idx, soft in state["queue"]:
-            prop.push(provider[idx], soft, idx)
-        logger.info("%s: resuming at frame %d", run.name, start)
-    kf = set(keyframes)
-    bar = progress_bar(total=len(run.frames), initial=start, desc=f"{run.name} (frames)", unit="frame")
+
+def _restore(job: _Frames) -> int:
+    """The first frame to propagate: 0, or where a resumed run stopped (its context restored into the propagator)."""
+    resume = job.cfg.resume and not job.cfg.overwrite
+    state = job.state_store.load(job.key) if resume else None
+    if state is None:
+        return 0
+    start, job.channel_ids = int(state["next_index"]), list(state["channel_ids"])
+    for idx, lab in state["anchors"]:  # features come back from the cache or are re-extracted
+        job.prop.add_anchor(job.provider[idx], lab, idx)
+    for idx, soft in state["queue"]:
+        job.prop.push(job.provider[idx], soft, idx)
+    logger.info("%s: resuming at frame %d", job.run.name, start)
+    return start
+
+
+def _run_frames(job: _Frames, segments: list[range]) -> None:
+    """Propagate and write every frame of ``segments`` from where a resumed run stopped; saves the resume state."""
+    resume = job.cfg.resume and not job.cfg.overwrite
+    start = _restore(job)
+    bar = progress_bar(total=len(job.run.frames), initial=start, desc=f"{job.run.name} (frames)", unit="frame")
     for seg in segments:
         if seg.stop <= start:
             continue
-        if resume and seg.start >= start and all(video.done(i) for i in seg):
-            skipped += len(seg)
+        if resume and seg.start >= start and all(job.video.done(i) for i in seg):
+            job.skipped += len(seg)
             bar.update(len(seg))
             continue
         for i in range(max(seg.start, start), seg.stop):
-            feats = provider[i]
-            t0 = time.perf_counter()
-            probs = None
-            if i in kf:  # keyframe set-up and writing count as output time
-                label = video.label(i)
-                if cfg.resolved_policy != "continuous":
-                    prop.reset()
-                channel_ids = video.channels(label, channel_ids)
-                prop.add_anchor(feats, video.encode(label, channel_ids), i)
-                ids = label.astype(np.uint8)  # the keyframe's prediction is its label (both references)
-                if cfg.save_probs:
-                    probs = encode_labels(label, channel_ids, ignore_id=cfg.ignore_id, ignore=video.ignore)
-            else:
-                soft = prop.step(feats, i).cpu()
-                t_prop += time.perf_counter() - t0
-                t0 = time.perf_counter()
-                if parity:
-                    ids, probs = parity_decode(soft, channel_ids, geometry, with_probs=cfg.save_probs)
-                else:
-                    void = cfg.ignore_id if cfg.mode == "semantic" else 0
-                    ids, probs = decode_prediction(soft, channel_ids, native, void_id=void)
-            video.write(i, ids, probs, channel_ids)
-            t_write += time.perf_counter() - t0
-            written += 1
+            _frame(job, i)
             bar.update(1)
             if (i + 1) % 10 == 0 and i + 1 < seg.stop:
-                state_store.save(
-                    key,
+                job.state_store.save(
+                    job.key,
                     i + 1,
-                    channel_ids,
-                    [(a, lab.cpu()) for a, _, lab in prop.anchors],
-                    [(q, soft_q.cpu()) for q, _, soft_q in prop.queue],
+                    job.channel_ids,
+                    [(a, lab.cpu()) for a, _, lab in job.prop.anchors],
+                    [(q, soft_q.cpu()) for q, _, soft_q in job.prop.queue],
                 )
     bar.close()
-    state_store.clear()
-    wall = time.perf_counter() - t_start
-    timings = {
-        "wall_s": wall,
-        "feature_s": provider.seconds,
-        "propagation_s": t_prop,
-        "decode_write_s": t_write,
-        "frames_per_s": written / wall if wall > 0 else 0.0,
-        "frames_extracted": provider.extracted,
-        "cache_hits": cache.hits if cache else 0,
-    }
-    from dino_lib.utils.perf import peak_rss_mb
+    job.state_store.clear()
 
-    manifest.update(
-        status="complete",
-        timings=timings,
-        peak_rss_mb=peak_rss_mb(),
-        written=written,
-        skipped=skipped,
-        peak_cuda_mb=torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None,
-    )
-    outputs.write_manifest(out_dir, manifest)
-    return RunResult(
-        run.name,
-        out_dir,
-        written,
-        skipped,
-        label_frames,
-        timings,
-        list(run.frames),
-        [run.labels.get(p.stem) for p in run.frames],
-    )
+
+def _frame(job: _Frames, i: int) -> None:
+    """Predict frame ``i`` (a keyframe's prediction is its label, as in both references) and write it."""
+    cfg, video, prop = job.cfg, job.video, job.prop
+    feats = job.provider[i]
+    t0 = time.perf_counter()
+    probs = None
+    if i in job.keyframes:  # keyframe set-up and writing count as output time
+        label = video.label(i)
+        if cfg.resolved_policy != "continuous":
+            prop.reset()
+        job.channel_ids = video.channels(label, job.channel_ids)
+        prop.add_anchor(feats, video.encode(label, job.channel_ids), i)
+        ids = label.astype(np.uint8)
+        if cfg.save_probs:
+            probs = encode_labels(label, job.channel_ids, ignore_id=cfg.ignore_id, ignore=video.ignore)
+    else:
+        soft = prop.step(feats, i).cpu()
+        job.t_prop += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        if job.parity:
+            ids, probs = parity_decode(soft, job.channel_ids, job.geometry, with_probs=cfg.save_probs)
+        else:
+            void = cfg.ignore_id if cfg.mode == "semantic" else 0
+            ids, probs = decode_prediction(soft, job.channel_ids, job.native, void_id=void)
+    video.write(i, ids, probs, job.channel_ids)
+    job.t_write += time.perf_counter() - t0
+    job.written += 1
 
 
 def propagate(

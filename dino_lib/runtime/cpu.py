@@ -97,7 +97,7 @@ def cpu_has_native_bf16() -> bool:
 @functools.cache
 def measure_bf16_slowdown(size: int = 512, repeats: int = 2) -> float:
     """How many times slower a bf16 matrix product is than fp32 on this CPU (``< 1`` means bf16 is faster)."""
-    from dino_lib.utils.perf import measure_matmul_peak  # the benchmarks' matmul timer (imported late: it imports us)
+    from dino_lib.runtime.perf import measure_matmul_peak  # the benchmarks' matmul timer (imported late: it imports us)
 
     fp32 = measure_matmul_peak(torch.float32, n=size, repeats=repeats)
     return fp32 / max(measure_matmul_peak(torch.bfloat16, n=size, repeats=repeats), 1.0)

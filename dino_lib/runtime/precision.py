@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from dino_lib.config import PRECISION_CHOICES, legacy_precision
 from dino_lib.runtime.cpu import cpu_has_native_bf16, cpu_info, measure_bf16_slowdown
 
 logger = logging.getLogger(__name__)
@@ -37,7 +38,6 @@ __all__ = [
     "legacy_precision",
 ]
 
-PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
 _DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 _warned: set[str] = set()
 
@@ -133,24 +133,3 @@ def grad_scaler(device: torch.device | str, precision: str) -> Any:
     if precision == "fp16" and torch.device(device).type == "cuda":
         return torch.amp.GradScaler("cuda")
     return None
-
-
-# Old keys of earlier configs: (key, value) -> precision.
-_LEGACY = {
-    "dtype": {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"},
-    "score_dtype": {"float32": "fp32", "bfloat16": "bf16"},
-    "amp": {False: "fp32", True: "bf16"},
-}
-
-
-def legacy_precision(key: str, value: Any) -> str:
-    """The ``precision`` an old key meant (``dtype: bfloat16`` -> ``bf16``, ``amp: true`` -> ``bf16``).
-
-    Raises:
-        PrecisionError: a value the old key never accepted.
-    """
-    table = _LEGACY.get(key)
-    if table is None or value not in table:
-        allowed = list(table) if table else []
-        raise PrecisionError(f"{key}: deprecated key with unknown value {value!r} (it took {allowed}); use precision")
-    return table[value]

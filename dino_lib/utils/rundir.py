@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from dino_lib.config import ConfigError
+from dino_lib.utils.errors import ConfigError
 
 __all__ = ["LOCK_NAME", "OutputDirError", "RunFolder", "check_output_dir", "mark_started", "remove_stale_temp_files"]
 

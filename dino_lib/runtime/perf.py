@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
-from dino_lib.runtime import PRECISION_CHOICES, cpu_info, resolve_precision
+from dino_lib.runtime.cpu import cpu_info
+from dino_lib.runtime.precision import PRECISION_CHOICES, resolve_precision
 
 __all__ = [
     "NO_NATIVE_FRACTION",

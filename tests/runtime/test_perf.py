@@ -11,7 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from dino_lib.models import DinoVisionTransformer, build_backbone
 from dino_lib.runtime import cpu_has_native_bf16, cpu_info
-from dino_lib.utils.perf import (
+from dino_lib.runtime.perf import (
     NO_NATIVE_FRACTION,
     Timer,
     benchmark_precisions,

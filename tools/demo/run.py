@@ -8,9 +8,12 @@ Each step runs through papermill with ``params/<notebook>/ci.yaml`` plus ``outpu
 artefacts of earlier steps (the pretrained teacher, extracted region tensors, propagated labels), and writes the
 executed notebook to ``<out>/<notebook>.ipynb``. Figures and files land in ``<out>/<notebook>/``.
 
-Usage::
+Usage (from the repository root, after ``pip install -e .``; ``make demo`` does both)::
 
-    python -m dino_lib.demo --out runs/demo [--only pretrain attention_maps] [--list]
+    python tools/demo/run.py --out runs/demo [--only pretrain attention_maps] [--list]
+
+Notebooks then reach the demo's teachers with ``pretrained_weights = 'demo'`` (see
+:func:`dino_lib.notebook.resolve_demo_weights`).
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -27,12 +29,7 @@ import yaml
 
 logger = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parent.parent
-DEMO_DIR_ENV = "DINO_DEMO_DIR"
-DEMO_WEIGHTS = {
-    "pretrained_weights": "pretrain/teacher_backbone.pth",
-    "region_weights": "region_pretrain/teacher_backbone.pth",
-}
+REPO = Path(__file__).resolve().parents[2]  # tools/demo/run.py -> the repository root
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,27 +57,6 @@ DEMO_STEPS: list[DemoStep] = [
         },
     ),
 ]
-
-
-def demo_dir() -> Path:
-    """Where ``make demo`` wrote its outputs: ``$DINO_DEMO_DIR`` when set, else ``<repository>/runs/demo``."""
-    return Path(os.environ.get(DEMO_DIR_ENV) or REPO / "runs" / "demo")
-
-
-def resolve_demo_weights(key: str, value: Any) -> Any:
-    """``'demo'`` as ``pretrained_weights`` / ``region_weights`` -> the teacher that ``make demo`` trained.
-
-    Lets a notebook opened from ``notebooks/`` use the demo's teacher without typing a path; other values pass.
-    """
-    if value != "demo" or key not in DEMO_WEIGHTS:
-        return value
-    path = demo_dir() / DEMO_WEIGHTS[key]
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{key}: 'demo' stands for {path}, which does not exist; run `make demo` first (or set "
-            f"{DEMO_DIR_ENV} to the folder given to `python -m dino_lib.demo --out`), or give a checkpoint path"
-        )
-    return str(path)
 
 
 def step_parameters(step: DemoStep, out: Path) -> dict[str, Any]:
