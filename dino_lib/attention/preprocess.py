@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from dino_lib.data.decode import load_rgb
-from dino_lib.models.backbones import IMAGENET_MEAN, IMAGENET_STD
+from dino_lib.data.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["Geometry", "Preprocessing", "IMAGE_SUFFIXES", "list_images", "load_image", "preprocess", "denormalize"]
 

@@ -18,8 +18,8 @@ import torch.nn as nn
 from torch.utils.data import TensorDataset
 
 from dino_lib.config import to_dict
+from dino_lib.data.labelled import LabelledSplits, labelled_splits
 from dino_lib.eval.config import EvalConfig
-from dino_lib.eval.data import LabelledSplits, labelled_splits
 from dino_lib.eval.knn import knn_evaluate
 from dino_lib.eval.linear import LinearClassifier, evaluate_linear, load_linear_state, train_linear_probe
 from dino_lib.features.backbone import build_eval_backbone
@@ -208,7 +208,7 @@ def run_linear(cfg: EvalConfig, backbone: nn.Module, *, progress: bool = True) -
 
 def run_evaluation(cfg: EvalConfig, *, progress: bool = True) -> dict[str, Any]:
     """Everything ``cfg.task`` asks for; returns ``{"knn": {k: {...}}, "linear": {...}}``."""
-    from dino_lib.eval.data import check_folder_images
+    from dino_lib.data.labelled import check_folder_images
     from dino_lib.utils.rundir import mark_started
 
     torch.manual_seed(cfg.seed)

@@ -40,7 +40,7 @@ class RegionSource:
 def resolve_path(spec: str | Path) -> Path:
     """``sample:<attribute>[/sub]`` -> the embedded sample data (built on demand); anything else is a path."""
     if str(spec).startswith("sample:"):
-        from dino_lib.sample_data import resolve_data_path
+        from dino_lib.data.samples import resolve_data_path
 
         return Path(resolve_data_path(str(spec)))
     return Path(spec)
