@@ -188,14 +188,14 @@ def ensure_sample_data(root: str | Path | None = None, *, force: bool = False) -
 def resolve_data_path(value: str | Path) -> Path:
     """Turn ``"sample:<set>[/<sub/path>]"`` into the path of that sample set (building it if needed).
 
-    Any other value (a string or a ``Path``) is a path: returned as ``Path(value).expanduser()``.
+    Any other string, and any ``Path`` (never reinterpreted), is a path: returned as ``Path(value).expanduser()``.
 
     Raises:
         ValueError: for an unknown set name or a sub-path that leaves the set.
     """
-    text = str(value)
-    if not text.startswith(SAMPLE_PREFIX):
+    if isinstance(value, Path) or not value.startswith(SAMPLE_PREFIX):
         return Path(value).expanduser()
+    text = value
     rest = text[len(SAMPLE_PREFIX) :].strip("/")
     name, _, sub = rest.partition("/")
     if name not in COMPONENTS:
