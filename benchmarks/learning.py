@@ -89,7 +89,7 @@ def seconds_per_image(data: dict[str, Any], out: Path) -> float:
 
 def run_recipe(name: str, data: dict[str, Any], budget_s: float, n_images: int, scratch: Path) -> dict[str, Any]:
     """Calibrate, pick the epochs that fit ``budget_s``, train with the k-NN monitor, and summarise the log."""
-    from dino_lib.eval.monitor import knn_monitor
+    from dino_lib.eval.monitor import default_callbacks, knn_monitor
     from dino_lib.models import build_backbone
 
     per_image = seconds_per_image({**data, "log_every": 1}, scratch / f"calibrate_{name}")
@@ -105,7 +105,7 @@ def run_recipe(name: str, data: dict[str, Any], budget_s: float, n_images: int, 
     cfg = load_config(TrainConfig, None, data)
     shutil.rmtree(cfg.output_dir, ignore_errors=True)
     start = time.perf_counter()
-    result = train(cfg)
+    result = train(cfg, callbacks=default_callbacks(cfg))
     seconds = time.perf_counter() - start
     records = read_log(Path(cfg.output_dir) / "log.jsonl")
     init = next(r for r in records if r.get("event") == "knn_init")
@@ -131,7 +131,7 @@ def run_recipe(name: str, data: dict[str, Any], budget_s: float, n_images: int, 
 
 def pixel_knn() -> float:
     """Weighted k-NN (k = 20, T = 0.07) on the raw pixels of the same split: what no learning at all gives."""
-    from dino_lib.eval.data import labelled_splits
+    from dino_lib.data.labelled import labelled_splits
     from dino_lib.eval.knn import knn_classify
     from dino_lib.features.transforms import eval_transform
 
@@ -158,7 +158,7 @@ def linear_probe(data: dict[str, Any], teacher: str, scratch: Path) -> float:
     """
     from torch.utils.data import TensorDataset
 
-    from dino_lib.eval.data import labelled_splits
+    from dino_lib.data.labelled import labelled_splits
     from dino_lib.eval.linear import train_linear_probe
     from dino_lib.features import extract_features
     from dino_lib.features.transforms import eval_transform
@@ -194,9 +194,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--keep", type=Path, default=None, help="keep the runs in this folder (default: a temp one)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from dino_lib.eval.data import resolve_path
+    from dino_lib.data.samples import resolve_data_path
 
-    n_images = sum(1 for p in resolve_path(PRETRAIN_DATA).rglob("*.png"))
+    n_images = sum(1 for p in resolve_data_path(PRETRAIN_DATA).rglob("*.png"))
     if args.max_images:
         n_images = min(n_images, args.max_images)
     scratch = Path(tempfile.mkdtemp(prefix="dino_learning_"))

@@ -187,9 +187,11 @@ class DinoSlurmJob:
             MASTER_PORT=str(20000 + int(str(env.job_id).split("_")[0]) % 20000),
         )
         logging.basicConfig(level=logging.INFO if env.global_rank == 0 else logging.WARNING)
+        from dino_lib.eval.monitor import default_callbacks
         from dino_lib.train.loop import train
 
-        result = train(from_dict(TrainConfig, self.cfg_dict))
+        cfg = from_dict(TrainConfig, self.cfg_dict)
+        result = train(cfg, callbacks=default_callbacks(cfg))
         return {"epochs_done": result.epochs_done, "last_epoch": result.last_epoch}
 
     def checkpoint(self) -> Any:
@@ -266,11 +268,12 @@ def launch(
 
     try:
         if cfg.launcher == "local":
+            from dino_lib.eval.monitor import default_callbacks
             from dino_lib.train.loop import train
             from dino_lib.utils.rundir import RunFolder
 
             with RunFolder(cfg.output_dir):  # one run per folder, as on the command line
-                train(cfg, callback=bar)
+                train(cfg, callback=bar, callbacks=default_callbacks(cfg))
             run_dir = Path(cfg.output_dir)
             return LaunchResult(run_dir, "local", records=read_log(run_dir / "log.jsonl"))
         if cfg.launcher == "torchrun":

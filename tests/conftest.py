@@ -31,7 +31,7 @@ def repo_root() -> Path:
 @pytest.fixture(scope="session")
 def sample_paths():
     """The embedded sample data (built on first use, then cached)."""
-    from dino_lib.sample_data import ensure_sample_data
+    from dino_lib.data.samples import ensure_sample_data
 
     return ensure_sample_data()
 

@@ -108,7 +108,7 @@ def select_images(files: Sequence[Path], max_images: int | None) -> list[Path]:
 
 def resolve_video_input(value: str) -> Path:
     """A video file, a folder of frames, or a driving DATAROOT (``<run>/image/*``: its first run's frames)."""
-    from dino_lib.sample_data import resolve_data_path
+    from dino_lib.data.samples import resolve_data_path
 
     path = resolve_data_path(value)
     if path.is_file():
@@ -158,7 +158,7 @@ def run_attention(
     import matplotlib.pyplot as plt
 
     from dino_lib.config import save_run_config
-    from dino_lib.sample_data import resolve_data_path
+    from dino_lib.data.samples import resolve_data_path
     from dino_lib.utils.io import atomic_write_text
     from dino_lib.viz.attention import head_grid_figure, mask_figure, save_figure, save_reference_pngs
 

@@ -25,12 +25,12 @@ import torch.nn.functional as F
 from PIL import Image
 
 from dino_lib.data.decode import load_rgb
-from dino_lib.models.backbones import IMAGENET_MEAN, IMAGENET_STD
+from dino_lib.data.image_folder import IMAGE_EXTENSIONS as IMAGE_SUFFIXES
+from dino_lib.data.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["Geometry", "Preprocessing", "IMAGE_SUFFIXES", "list_images", "load_image", "preprocess", "denormalize"]
 
 Preprocessing = Literal["reference", "pad"]
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 @dataclasses.dataclass(frozen=True)

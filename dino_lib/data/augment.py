@@ -17,7 +17,7 @@ import torch
 from PIL import Image, ImageFilter, ImageOps
 from torchvision.transforms import InterpolationMode, v2
 
-from dino_lib.models.backbones import IMAGENET_MEAN, IMAGENET_STD
+from dino_lib.data.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["DataAugmentationDINO", "PILGaussianBlur", "PILSolarize"]
 

@@ -7,11 +7,12 @@ feature extraction applies the same one and refuses a contradicting setting.
 
 from __future__ import annotations
 
-from dino_lib.models.backbones import IMAGENET_MEAN, IMAGENET_STD
-
-__all__ = ["Stats", "NORMALIZATIONS"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Stats", "NORMALIZATIONS"]
 
 Stats = tuple[tuple[float, float, float], tuple[float, float, float]]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 NORMALIZATIONS: dict[str, Stats] = {
     "imagenet": (IMAGENET_MEAN, IMAGENET_STD),

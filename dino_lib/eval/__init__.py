@@ -1,6 +1,6 @@
 """Frozen-feature evaluation: weighted k-NN and linear probes (docs/evaluation.md), and the pretraining k-NN monitor."""
 
-from dino_lib.eval.data import DataError, LabelledImageFolder, labelled_splits
+from dino_lib.data.labelled import DataError, LabelledImageFolder, labelled_splits
 from dino_lib.eval.knn import DEFAULT_NB_KNN, knn_classify, knn_evaluate, knn_neighbors, knn_scores
 from dino_lib.eval.linear import LinearClassifier, train_linear_probe
 from dino_lib.eval.monitor import knn_monitor

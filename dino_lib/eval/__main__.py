@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from dino_lib.cli import entry, parse_config, run_folder
 from dino_lib.eval.config import EvalConfig
 from dino_lib.eval.run import run_evaluation
-from dino_lib.runtime import destroy_distributed, is_main_process, setup_process
+from dino_lib.runtime import destroy_distributed, is_main_process
+from dino_lib.runtime.ranks import setup_config_process
 
 PROG = "python -m dino_lib.eval"
 
@@ -26,9 +27,7 @@ PROG = "python -m dino_lib.eval"
 def main(argv: Sequence[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     cfg = parse_config(EvalConfig, argv, prog=PROG, description=__doc__ or "")
-    device, _ = setup_process(cfg.device)
-    if device.type == "cuda":
-        cfg.device = str(device)  # this process's GPU under torchrun
+    setup_config_process(cfg)
     with run_folder(cfg):
         summary = run_evaluation(cfg)
     if is_main_process():

@@ -14,6 +14,7 @@ augmentation) and the same classifier/optimiser run on them. No module-global st
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Callable
@@ -131,10 +132,82 @@ def train_linear_probe(
     Returns:
         ``{"best_acc", "best_epoch", "last_acc", "last", "history", "lr"}`` (accuracies in percent).
     """
-    from tqdm.auto import tqdm
-
     device = torch.device(device)
     rank, world = _world()
+    probe = _build_probe(train_data, val_data, dim, num_labels, epochs, lr, batch_size, device, num_workers, seed)
+    out = Path(output_dir) if output_dir is not None else None
+    ckpt_path = out / CHECKPOINT_NAME if out is not None else None
+    state = _Progress(0, 0.0, -1, [])
+    if ckpt_path is not None and ckpt_path.is_file():
+        state = _resume_probe(probe, ckpt_path, signature) or state
+
+    def frozen(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return features_fn(x).float()
+
+    history = state.history
+    last: dict[str, float] = history[-1].get("val", {}) if history else {}
+    for epoch in range(state.start_epoch, epochs):
+        record = _train_probe_epoch(probe, frozen, device, epoch, seed, show=progress and rank == 0)
+        if epoch % val_freq == 0 or epoch == epochs - 1:
+            last = evaluate_linear(probe.classifier, probe.val_loader, frozen, device, num_labels)
+            record["val"] = last
+            if last["acc1"] > state.best_acc or state.best_epoch < 0:
+                state.best_acc, state.best_epoch = last["acc1"], epoch
+            logger.info("linear epoch %d: val top-1 %.2f (best %.2f)", epoch, last["acc1"], state.best_acc)
+        history.append(record)
+        if out is not None and rank == 0:
+            _save_probe(probe, state, out, epoch, signature)
+    result = {
+        "best_acc": state.best_acc,
+        "best_epoch": state.best_epoch,
+        "last_acc": last.get("acc1", float("nan")),
+        "last": last,
+        "history": history,
+        "lr": probe.lr,
+    }
+    if out is not None and rank == 0:
+        atomic_write_text(out / "linear_results.json", json.dumps(result, indent=1))
+    return result
+
+
+@dataclasses.dataclass
+class _Probe:
+    """The classifier of a linear probe with its optimiser, schedule and loaders."""
+
+    classifier: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    lr: float  # the scaled learning rate
+    sampler: DistributedSampler | None
+    generator: torch.Generator
+    train_loader: DataLoader
+    val_loader: DataLoader
+
+
+@dataclasses.dataclass
+class _Progress:
+    """Where a probe stands: the next epoch, the best validation top-1 so far and the per-epoch records."""
+
+    start_epoch: int
+    best_acc: float
+    best_epoch: int
+    history: list[dict[str, Any]]
+
+
+def _build_probe(
+    train_data: Dataset,
+    val_data: Dataset,
+    dim: int,
+    num_labels: int,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    device: torch.device,
+    num_workers: int,
+    seed: int,
+) -> _Probe:
+    _, world = _world()
     torch.manual_seed(seed)
     classifier: nn.Module = LinearClassifier(dim, num_labels).to(device)
     if world > 1:
@@ -144,7 +217,6 @@ def train_linear_probe(
     scaled_lr = lr * batch_size * world / 256.0
     optimizer = torch.optim.SGD(classifier.parameters(), lr=scaled_lr, momentum=0.9, weight_decay=0.0)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs, eta_min=0.0)
-
     sampler = DistributedSampler(train_data, shuffle=True, seed=seed) if world > 1 else None
     generator = torch.Generator().manual_seed(seed)
     train_loader = DataLoader(
@@ -157,85 +229,79 @@ def train_linear_probe(
         generator=generator,
     )
     val_loader = DataLoader(val_data, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    return _Probe(classifier, optimizer, scheduler, scaled_lr, sampler, generator, train_loader, val_loader)
 
-    out = Path(output_dir) if output_dir is not None else None
-    start_epoch, best_acc, best_epoch, history = 0, 0.0, -1, []
-    ckpt_path = out / CHECKPOINT_NAME if out is not None else None
-    ckpt = safe_torch_load(ckpt_path) if ckpt_path is not None and ckpt_path.is_file() else None
-    if ckpt is not None and ckpt.get("signature") != signature:
+
+def _resume_probe(probe: _Probe, ckpt_path: Path, signature: dict[str, Any] | None) -> _Progress | None:
+    """Restore ``ckpt_path`` into ``probe``; None (start afresh) when it was made with another signature."""
+    ckpt = safe_torch_load(ckpt_path)
+    if ckpt.get("signature") != signature:
         logger.warning(
             "%s was made with other features/settings (%s != %s); starting the linear probe afresh",
             ckpt_path,
             ckpt.get("signature"),
             signature,
         )
-        ckpt = None
-    if ckpt is not None:
-        load_linear_state(classifier, ckpt, str(ckpt_path))
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        start_epoch, best_acc = int(ckpt["epoch"]), float(ckpt["best_acc"])
-        best_epoch, history = int(ckpt.get("best_epoch", -1)), list(ckpt.get("history", []))
-        logger.info("resumed the linear probe from %s at epoch %d (best %.2f)", ckpt_path, start_epoch, best_acc)
+        return None
+    load_linear_state(probe.classifier, ckpt, str(ckpt_path))
+    probe.optimizer.load_state_dict(ckpt["optimizer"])
+    probe.scheduler.load_state_dict(ckpt["scheduler"])
+    done = _Progress(
+        int(ckpt["epoch"]), float(ckpt["best_acc"]), int(ckpt.get("best_epoch", -1)), list(ckpt.get("history", []))
+    )
+    logger.info("resumed the linear probe from %s at epoch %d (best %.2f)", ckpt_path, done.start_epoch, done.best_acc)
+    return done
 
-    def frozen(x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return features_fn(x).float()
 
-    last: dict[str, float] = history[-1].get("val", {}) if history else {}
-    for epoch in range(start_epoch, epochs):
-        classifier.train()
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        generator.manual_seed(seed + epoch)  # the epoch's order depends only on (seed, epoch): exact resume
-        loss_sum, seen = 0.0, 0
-        quiet = {"disable": True} if (not progress or rank != 0) else {}  # else TQDM_DISABLE can still switch it off
-        for inputs, labels in tqdm(train_loader, desc=f"linear epoch {epoch}", **quiet):
-            inputs, labels = inputs.to(device), labels.to(device)
-            logits = classifier(frozen(inputs))  # (B, num_labels)
-            loss = nn.functional.cross_entropy(logits, labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.item() * labels.numel()
-            seen += labels.numel()
-        record: dict[str, Any] = {
-            "epoch": epoch,
-            "train_loss": loss_sum / max(seen, 1),
-            "train_lr": optimizer.param_groups[0]["lr"],
-        }
-        scheduler.step()  # once per epoch, after training it (reference order)
-        if epoch % val_freq == 0 or epoch == epochs - 1:
-            last = evaluate_linear(classifier, val_loader, frozen, device, num_labels)
-            record["val"] = last
-            if last["acc1"] > best_acc or best_epoch < 0:
-                best_acc, best_epoch = last["acc1"], epoch
-            logger.info("linear epoch %d: val top-1 %.2f (best %.2f)", epoch, last["acc1"], best_acc)
-        history.append(record)
-        if out is not None and rank == 0:
-            atomic_torch_save(
-                {
-                    "epoch": epoch + 1,
-                    "state_dict": linear_state_dict(classifier),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "best_acc": best_acc,
-                    "best_epoch": best_epoch,
-                    "history": history,
-                    "signature": signature,
-                },
-                ckpt_path,
-            )
-            with (out / "log.jsonl").open("a" if epoch else "w") as fh:
-                fh.write(json.dumps(record) + "\n")
-    result = {
-        "best_acc": best_acc,
-        "best_epoch": best_epoch,
-        "last_acc": last.get("acc1", float("nan")),
-        "last": last,
-        "history": history,
-        "lr": scaled_lr,
+def _train_probe_epoch(
+    probe: _Probe,
+    frozen: Callable[[torch.Tensor], torch.Tensor],
+    device: torch.device,
+    epoch: int,
+    seed: int,
+    show: bool,
+) -> dict[str, Any]:
+    """One training epoch of the classifier; returns the epoch's record (loss, lr) and steps the schedule."""
+    from tqdm.auto import tqdm
+
+    probe.classifier.train()
+    if probe.sampler is not None:
+        probe.sampler.set_epoch(epoch)
+    probe.generator.manual_seed(seed + epoch)  # the epoch's order depends only on (seed, epoch): exact resume
+    loss_sum, seen = 0.0, 0
+    quiet = {} if show else {"disable": True}  # when shown, TQDM_DISABLE can still switch it off
+    for inputs, labels in tqdm(probe.train_loader, desc=f"linear epoch {epoch}", **quiet):
+        inputs, labels = inputs.to(device), labels.to(device)
+        logits = probe.classifier(frozen(inputs))  # (B, num_labels)
+        loss = nn.functional.cross_entropy(logits, labels)
+        probe.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        probe.optimizer.step()
+        loss_sum += loss.item() * labels.numel()
+        seen += labels.numel()
+    record: dict[str, Any] = {
+        "epoch": epoch,
+        "train_loss": loss_sum / max(seen, 1),
+        "train_lr": probe.optimizer.param_groups[0]["lr"],
     }
-    if out is not None and rank == 0:
-        atomic_write_text(out / "linear_results.json", json.dumps(result, indent=1))
-    return result
+    probe.scheduler.step()  # once per epoch, after training it (reference order)
+    return record
+
+
+def _save_probe(probe: _Probe, done: _Progress, out: Path, epoch: int, signature: dict[str, Any] | None) -> None:
+    """The resumable checkpoint after ``epoch`` and the epoch's line of ``log.jsonl``."""
+    atomic_torch_save(
+        {
+            "epoch": epoch + 1,
+            "state_dict": linear_state_dict(probe.classifier),
+            "optimizer": probe.optimizer.state_dict(),
+            "scheduler": probe.scheduler.state_dict(),
+            "best_acc": done.best_acc,
+            "best_epoch": done.best_epoch,
+            "history": done.history,
+            "signature": signature,
+        },
+        out / CHECKPOINT_NAME,
+    )
+    with (out / "log.jsonl").open("a" if epoch else "w") as fh:
+        fh.write(json.dumps(done.history[-1]) + "\n")

@@ -1,25 +1,32 @@
 """k-NN monitor for pretraining: a lightweight weighted k-NN on a small labelled folder.
 
-The training loop calls :func:`knn_monitor` every N epochs for the teacher and the student backbones and logs the
-result with its metrics. The backbone is put in eval mode for the call and its mode restored afterwards. Under
-``torch.distributed`` every process must call it (features are sharded and gathered); pass
-``distributed=False`` to run it on one process only.
+:class:`KnnMonitor` is the training callback that runs :func:`knn_monitor` every ``knn_every`` epochs for the
+teacher and the student backbones (and once at initialisation, the ``knn_init`` event), so the loop logs the result
+with the epoch's metrics; :func:`default_callbacks` builds the callbacks a training configuration asks for.
+The backbone is put in eval mode for the call and its mode restored afterwards. Under ``torch.distributed`` every
+process must call :func:`knn_monitor` (features are sharded and gathered); pass ``distributed=False`` to run it on
+one process only.
 """
 
 from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
 
-from dino_lib.eval.data import LabelledSplits, labelled_splits
+from dino_lib.data.labelled import LabelledSplits, labelled_splits
 from dino_lib.eval.knn import knn_classify
 from dino_lib.features.extract import extract_features
 from dino_lib.features.transforms import eval_transform
+from dino_lib.train.callbacks import AttentionSnapshot, TrainCallback, TrainState
 
-__all__ = ["knn_monitor"]
+if TYPE_CHECKING:
+    from dino_lib.train.config import TrainConfig
+
+__all__ = ["knn_monitor", "KnnMonitor", "default_callbacks"]
 
 
 @functools.lru_cache(maxsize=8)
@@ -76,3 +83,59 @@ def knn_monitor(
         num_classes=len(splits.classes),
     )
     return {"knn_top1": top1, "knn_top5": top5}
+
+
+class KnnMonitor(TrainCallback):
+    """The pretraining k-NN monitor as a training callback (rank 0, ``distributed=False``).
+
+    At the start of a new run it logs the event ``knn_init`` (the teacher, equal to the student, at
+    initialisation: the baseline later numbers are read against); after every ``every``-th epoch it adds
+    ``knn_teacher_top1``, ``knn_teacher_top5``, ``knn_student_top1`` and ``knn_student_top5`` to the epoch record.
+
+    Args:
+        data_path: labelled folder (``train/`` and ``val/``) or ``sample:labelled``.
+        every: epochs between two measurements.
+        resize, crop: evaluation transform sizes.
+    """
+
+    def __init__(self, data_path: str | Path, *, every: int, resize: int = 256, crop: int = 224) -> None:
+        self.data_path, self.every, self.resize, self.crop = data_path, every, resize, crop
+
+    @classmethod
+    def from_config(cls, cfg: TrainConfig) -> KnnMonitor:
+        """The monitor of ``knn_every``, ``knn_data_path``, ``knn_resize`` and ``knn_crop``."""
+        return cls(cfg.knn_data_path, every=cfg.knn_every, resize=cfg.knn_resize, crop=cfg.knn_crop)
+
+    def measure(self, state: TrainState) -> dict[str, float]:
+        out = {}
+        for name, net in (("teacher", state.teacher), ("student", state.student)):
+            res = knn_monitor(
+                net.backbone,
+                self.data_path,
+                device=state.device,
+                precision=state.precision,
+                resize=self.resize,
+                crop=self.crop,
+                distributed=False,
+            )
+            out.update({f"knn_{name}_{k.removeprefix('knn_')}": float(v) for k, v in res.items()})
+        return out
+
+    def on_train_start(self, state: TrainState) -> None:
+        if state.epoch == 0 and state.iteration_in_epoch == 0:  # a new run, not a resumed one
+            state.emit({"type": "event", "event": "knn_init", **self.measure(state)})
+
+    def on_epoch_end(self, state: TrainState) -> dict[str, float] | None:
+        return self.measure(state) if (state.epoch + 1) % self.every == 0 else None
+
+
+def default_callbacks(cfg: TrainConfig) -> list[TrainCallback]:
+    """The callbacks a training configuration asks for: the k-NN monitor of ``knn_every`` (when > 0) and, with
+    ``tensorboard: true``, the teacher's attention image at each k-NN epoch. Entry points pass them to
+    :func:`dino_lib.train.loop.train`."""
+    if not cfg.knn_every:
+        return []
+    callbacks: list[TrainCallback] = [KnnMonitor.from_config(cfg)]
+    if cfg.tensorboard:
+        callbacks.append(AttentionSnapshot(cfg.knn_data_path, every=cfg.knn_every, image_size=cfg.knn_crop))
+    return callbacks

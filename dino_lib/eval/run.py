@@ -18,11 +18,11 @@ import torch.nn as nn
 from torch.utils.data import TensorDataset
 
 from dino_lib.config import to_dict
+from dino_lib.data.labelled import LabelledSplits, labelled_splits
 from dino_lib.eval.config import EvalConfig
-from dino_lib.eval.data import LabelledSplits, labelled_splits
 from dino_lib.eval.knn import knn_evaluate
 from dino_lib.eval.linear import LinearClassifier, evaluate_linear, load_linear_state, train_linear_probe
-from dino_lib.features.backbone import build_eval_backbone
+from dino_lib.features.backbone import eval_backbone_from_config
 from dino_lib.features.cache import cached_extract, dump_reference_features, feature_cache_meta, load_reference_features
 from dino_lib.features.extract import ExtractedFeatures, backbone_features
 from dino_lib.features.transforms import eval_transform, linear_train_transform
@@ -51,13 +51,7 @@ class KnnRun:
 
 
 def load_backbone(cfg: EvalConfig) -> nn.Module:
-    model, _ = build_eval_backbone(
-        cfg.arch,
-        patch_size=cfg.patch_size,
-        depth=cfg.depth,
-        pretrained_weights=cfg.pretrained_weights,
-        checkpoint_key=cfg.checkpoint_key,
-    )
+    model, _ = eval_backbone_from_config(cfg)
     return model.to(resolve_device(cfg.device))
 
 
@@ -208,7 +202,7 @@ def run_linear(cfg: EvalConfig, backbone: nn.Module, *, progress: bool = True) -
 
 def run_evaluation(cfg: EvalConfig, *, progress: bool = True) -> dict[str, Any]:
     """Everything ``cfg.task`` asks for; returns ``{"knn": {k: {...}}, "linear": {...}}``."""
-    from dino_lib.eval.data import check_folder_images
+    from dino_lib.data.labelled import check_folder_images
     from dino_lib.utils.rundir import mark_started
 
     torch.manual_seed(cfg.seed)

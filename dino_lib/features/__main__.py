@@ -22,33 +22,29 @@ from pathlib import Path
 
 from dino_lib.cli import entry, parse_config, requested_task, run_folder
 from dino_lib.features.config import FeatureConfig
-from dino_lib.runtime import is_main_process, setup_process
+from dino_lib.runtime import is_main_process
+from dino_lib.runtime.ranks import setup_config_process
 from dino_lib.utils.io import atomic_torch_save
 
 
 def extract_images(cfg: FeatureConfig) -> dict[str, Path]:
     """Encode every split of ``cfg.data_path``; returns ``{split: written file}``."""
-    from dino_lib.eval.data import LabelledImageFolder, check_folder_images, resolve_path
-    from dino_lib.features.backbone import build_eval_backbone
+    from dino_lib.data.labelled import LabelledImageFolder, check_folder_images
+    from dino_lib.data.samples import resolve_data_path
+    from dino_lib.features.backbone import eval_backbone_from_config
     from dino_lib.features.cache import cached_extract, dump_reference_features, feature_cache_meta
     from dino_lib.features.transforms import eval_transform
     from dino_lib.runtime import resolve_device, resolve_precision
     from dino_lib.utils.rundir import mark_started
 
-    root = resolve_path(cfg.data_path)
+    root = resolve_data_path(cfg.data_path)
     folders, classes = [], None
     for split in cfg.splits:  # every split is listed and decoded before the model is built
         folders.append(LabelledImageFolder(root / split, None, classes=classes))
         classes = folders[-1].classes
     check_folder_images(folders[::-1])  # the last split (usually val) first
     device = resolve_device(cfg.device)
-    model, _ = build_eval_backbone(
-        cfg.arch,
-        patch_size=cfg.patch_size,
-        depth=cfg.depth,
-        pretrained_weights=cfg.pretrained_weights,
-        checkpoint_key=cfg.checkpoint_key,
-    )
+    model, _ = eval_backbone_from_config(cfg)
     transform = eval_transform(cfg.resize, cfg.crop)
     kwargs = {
         "n_last_blocks": cfg.n_last_blocks,
@@ -101,9 +97,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Path] | object:
 
         return regions.main(argv)
     cfg = parse_config(FeatureConfig, argv, prog=PROG, description=__doc__ or "", epilog=_EPILOG)
-    device, _ = setup_process(cfg.device)
-    if device.type == "cuda":
-        cfg.device = str(device)  # this process's GPU under torchrun
+    setup_config_process(cfg)
     with run_folder(cfg):
         written = extract_images(cfg)
     if is_main_process():

@@ -10,12 +10,13 @@ go through :func:`dino_lib.models.build_and_load`, as for every other task.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch.nn as nn
 
 from dino_lib.models import BackboneSpec, LoadReport, build_and_load, infer_vit_spec
 
-__all__ = ["infer_vit_spec", "build_eval_backbone"]
+__all__ = ["infer_vit_spec", "build_eval_backbone", "eval_backbone_from_config"]
 
 
 def build_eval_backbone(
@@ -41,3 +42,15 @@ def build_eval_backbone(
     )
     is_vit = arch == "auto" or arch.startswith("vit_")
     return build_and_load(spec, strict=is_vit, freeze=True)
+
+
+def eval_backbone_from_config(cfg: Any) -> tuple[nn.Module, LoadReport | None]:
+    """:func:`build_eval_backbone` from a configuration's ``arch``, ``patch_size``, ``depth``,
+    ``pretrained_weights`` and ``checkpoint_key`` (the keys evaluation and feature extraction share)."""
+    return build_eval_backbone(
+        cfg.arch,
+        patch_size=cfg.patch_size,
+        depth=cfg.depth,
+        pretrained_weights=cfg.pretrained_weights,
+        checkpoint_key=cfg.checkpoint_key,
+    )

@@ -174,13 +174,34 @@ def extract_features(
     Returns:
         :class:`ExtractedFeatures` on the CPU, identical on every process.
     """
-    from tqdm.auto import tqdm
-
     device = resolve_device(device)
     if amp is not None:
         warnings.warn("extract_features(amp=...) is deprecated; pass precision='bf16'|'fp32'", FutureWarning, 2)
         precision = legacy_precision("amp", bool(amp))
     precision = resolve_precision(precision, device)
+    use_dist = distributed if distributed is not None else is_distributed()
+    rank, world = (get_rank(), get_world_size()) if use_dist else (0, 1)
+    loader, n = _sharded_loader(data, batch_size, num_workers, rank, world, pin_memory=device.type == "cuda")
+    comm_device = torch.device("cpu")  # gloo gathers CPU tensors; NCCL needs the process's current CUDA device
+    if use_dist and dist.get_backend() == "nccl":
+        comm_device = torch.device("cuda", torch.cuda.current_device())
+    layout = {"n_last_blocks": n_last_blocks, "avgpool": avgpool, "interleave": interleave}
+    model = backbone.to(device)
+    was_training = model.training
+    model.eval()
+    try:
+        return _encode_all(
+            model, loader, n, layout, device, precision, world if use_dist else 0, comm_device, desc,
+            show=progress and rank == 0,
+        )  # fmt: skip
+    finally:
+        model.train(was_training)
+
+
+def _sharded_loader(
+    data: Dataset | DataLoader, batch_size: int, num_workers: int, rank: int, world: int, *, pin_memory: bool
+) -> tuple[DataLoader, int]:
+    """An ordered loader over this process's shard of ``data`` (a DataLoader's settings are kept), and the size."""
     collate = None
     if isinstance(data, DataLoader):
         dataset, batch_size, num_workers, collate = (
@@ -194,46 +215,49 @@ def extract_features(
     n = len(dataset)  # type: ignore[arg-type]
     if n == 0:
         raise ValueError("extract_features: the dataset is empty")
-    use_dist = distributed if distributed is not None else is_distributed()
-    rank, world = (get_rank(), get_world_size()) if use_dist else (0, 1)
-    comm_device = torch.device("cpu")  # gloo gathers CPU tensors; NCCL needs the process's current CUDA device
-    if use_dist and dist.get_backend() == "nccl":
-        comm_device = torch.device("cuda", torch.cuda.current_device())
     loader_kwargs: dict[str, Any] = {
         "batch_size": batch_size,
         "shuffle": False,
         "num_workers": num_workers,
-        "pin_memory": device.type == "cuda",
+        "pin_memory": pin_memory,
     }
     if collate is not None:
         loader_kwargs["collate_fn"] = collate
-    loader = DataLoader(_Indexed(dataset, _shard(n, rank, world)), **loader_kwargs)
+    return DataLoader(_Indexed(dataset, _shard(n, rank, world)), **loader_kwargs), n
 
-    model = backbone.to(device)
-    was_training = model.training
-    model.eval()
+
+def _encode_all(
+    model: nn.Module,
+    loader: DataLoader,
+    n: int,
+    layout: dict[str, Any],
+    device: torch.device,
+    precision: str,
+    gather_world: int,
+    comm_device: torch.device,
+    desc: str,
+    show: bool,
+) -> ExtractedFeatures:
+    """Encode every batch and place it at its dataset indices; ``gather_world`` > 0 all-gathers across ranks."""
+    from tqdm.auto import tqdm
+
     bank: torch.Tensor | None = None
     labels = torch.full((n,), -1, dtype=torch.int64)
-    try:
-        quiet = {"disable": True} if (not progress or rank != 0) else {}  # else TQDM_DISABLE can still switch it off
-        for images, batch_labels, batch_idx in tqdm(loader, desc=desc, **quiet):
-            images = images.to(device, non_blocking=True)
-            with autocast(device, precision):
-                feats = backbone_features(
-                    model, images, n_last_blocks=n_last_blocks, avgpool=avgpool, interleave=interleave
-                )
-            feats = feats.float()  # (b, F)
-            batch_labels = torch.as_tensor(batch_labels, dtype=torch.int64)
-            batch_idx = torch.as_tensor(batch_idx, dtype=torch.int64)
-            if use_dist:  # every rank has the same number of equal-sized batches (padded shards)
-                feats = _gather(feats, world, comm_device)  # (world*b, F)
-                batch_labels = _gather(batch_labels, world, comm_device)
-                batch_idx = _gather(batch_idx, world, comm_device)
-            if bank is None:
-                bank = torch.zeros(n, feats.shape[-1], dtype=torch.float32)
-            bank[batch_idx] = feats.cpu()
-            labels[batch_idx] = batch_labels
-    finally:
-        model.train(was_training)
+    quiet = {} if show else {"disable": True}  # when shown, TQDM_DISABLE can still switch it off
+    for images, batch_labels, batch_idx in tqdm(loader, desc=desc, **quiet):
+        images = images.to(device, non_blocking=True)
+        with autocast(device, precision):
+            feats = backbone_features(model, images, **layout)
+        feats = feats.float()  # (b, F)
+        batch_labels = torch.as_tensor(batch_labels, dtype=torch.int64)
+        batch_idx = torch.as_tensor(batch_idx, dtype=torch.int64)
+        if gather_world:  # every rank has the same number of equal-sized batches (padded shards)
+            feats = _gather(feats, gather_world, comm_device)  # (world*b, F)
+            batch_labels = _gather(batch_labels, gather_world, comm_device)
+            batch_idx = _gather(batch_idx, gather_world, comm_device)
+        if bank is None:
+            bank = torch.zeros(n, feats.shape[-1], dtype=torch.float32)
+        bank[batch_idx] = feats.cpu()
+        labels[batch_idx] = batch_labels
     assert bank is not None
     return ExtractedFeatures(bank, labels, torch.arange(n))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from torchvision import transforms as T
 
-from dino_lib.models.backbones import IMAGENET_MEAN, IMAGENET_STD
+from dino_lib.data.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["eval_transform", "linear_train_transform", "describe_transform"]
 

@@ -18,12 +18,12 @@ import numpy as np
 import torch
 
 from dino_lib.data.decode import load_rgb
+from dino_lib.data.image_folder import IMAGE_EXTENSIONS
 from dino_lib.hierarchical.tiling import PadMode, fit_region, parse_tile_name, tile_region
 
 __all__ = ["RegionSource", "list_regions", "load_region_tiles", "read_image", "resolve_path"]
 
 log = logging.getLogger(__name__)
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
 
 
 @dataclasses.dataclass
@@ -40,7 +40,7 @@ class RegionSource:
 def resolve_path(spec: str | Path) -> Path:
     """``sample:<attribute>[/sub]`` -> the embedded sample data (built on demand); anything else is a path."""
     if str(spec).startswith("sample:"):
-        from dino_lib.sample_data import resolve_data_path
+        from dino_lib.data.samples import resolve_data_path
 
         return Path(resolve_data_path(str(spec)))
     return Path(spec)

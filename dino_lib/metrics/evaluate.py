@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from dino_lib.data.decode import load_rgb
+from dino_lib.data.image_folder import IMAGE_EXTENSIONS
 from dino_lib.metrics import io
 from dino_lib.metrics.io import MetricsInputError
 from dino_lib.metrics.semantic import frame_confusions, frames_since_label
@@ -32,8 +33,6 @@ if TYPE_CHECKING:
 __all__ = ["SemanticOptions", "RunResult", "evaluate_semantic_run", "evaluate_semantic", "find_image", "load_frame"]
 
 logger = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 @dataclasses.dataclass
@@ -108,10 +107,10 @@ class RunResult:
 
 
 def find_image(image_dir: Path | None, stem: str) -> Path | None:
-    """The RGB frame ``image_dir/<stem>.{jpg,jpeg,png}``, or None."""
+    """The RGB frame ``image_dir/<stem>.<image extension>`` (``.jpg`` first), or None."""
     if image_dir is None:
         return None
-    for suffix in IMAGE_SUFFIXES:
+    for suffix in IMAGE_EXTENSIONS:  # in this order: .jpg first
         p = image_dir / f"{stem}{suffix}"
         if p.is_file():
             return p

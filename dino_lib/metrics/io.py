@@ -17,13 +17,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
+
+from dino_lib.data.samples import resolve_data_path
+from dino_lib.data.video_sets import VideoSetError, davis_video_folders, driving_run_folders, natural_key
 
 __all__ = [
     "MetricsInputError",
@@ -47,13 +49,8 @@ OnMissing = Literal["error", "intersect"]
 UnknownIds = Literal["error", "ignore"]
 
 
-class MetricsInputError(ValueError):
+class MetricsInputError(VideoSetError):
     """Bad evaluation input; the message names the file, what was expected and found, and how to fix it."""
-
-
-def natural_key(name: str) -> list[Any]:
-    """Sort key that orders ``frame2`` before ``frame10`` (numbers compared as numbers)."""
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
 
 
 def list_frames(folder: Path, suffixes: Sequence[str] = (".png",)) -> list[Path]:
@@ -72,12 +69,9 @@ def list_frames(folder: Path, suffixes: Sequence[str] = (".png",)) -> list[Path]
 
 
 def resolve_root(spec: str | Path) -> Path:
-    """``sample:<name>[/sub]`` through :func:`dino_lib.sample_data.resolve_data_path`, anything else as a path."""
-    if isinstance(spec, str) and spec.startswith("sample:"):
-        from dino_lib.sample_data import resolve_data_path
-
-        return Path(resolve_data_path(spec))
-    path = Path(spec).expanduser()
+    """``sample:<name>[/sub]`` through :func:`dino_lib.data.samples.resolve_data_path`, anything else as a path
+    that must exist."""
+    path = resolve_data_path(spec)
     if not path.exists():
         raise MetricsInputError(f"path not found: {path} (give an existing folder or a 'sample:<name>' source)")
     return path
@@ -147,43 +141,25 @@ def check_ids(
 
 def semantic_runs(gt_root: Path) -> dict[str, Path]:
     """Map run name -> ground-truth folder for ``DATAROOT/<run>/segmentation/`` (or one run folder itself)."""
-    if (gt_root / "segmentation").is_dir():  # a single run folder, the fork metric script's convention
-        return {gt_root.name: gt_root / "segmentation"}
-    runs = {
-        p.name: p / "segmentation"
-        for p in sorted(gt_root.iterdir(), key=lambda p: natural_key(p.name))
-        if (p / "segmentation").is_dir()
-    }
-    if not runs:
-        raise MetricsInputError(
-            f"no runs found under {gt_root}: expected DATAROOT/<run>/segmentation/*.png (or a run folder holding "
-            f"segmentation/); for DAVIS data set mode=davis"
-        )
-    return runs
+    folders = driving_run_folders(
+        gt_root, marker="segmentation", error=MetricsInputError, hint="; for DAVIS data set mode=davis"
+    )
+    return {f.name: f.labels for f in folders}
 
 
 def davis_sequences(
     davis_root: Path, resolution: str = "480p", imageset: str | None = "2017/val.txt"
 ) -> dict[str, Path]:
     """Map video -> ``Annotations/<resolution>/<video>``; the image set list decides the videos when it exists."""
-    ann = davis_root / "Annotations" / resolution
-    if not ann.is_dir():
-        raise MetricsInputError(
-            f"DAVIS annotations not found: {ann}; expected DAVIS_ROOT/Annotations/{resolution}/<video>/*.png "
-            f"(for driving runs set mode=semantic)"
-        )
-    names: list[str]
-    listing = davis_root / "ImageSets" / imageset if imageset else None
-    if listing is not None and listing.is_file():
-        names = [ln.strip() for ln in listing.read_text().splitlines() if ln.strip()]
-        missing = [n for n in names if not (ann / n).is_dir()]
-        if missing:
-            raise MetricsInputError(f"{listing} lists videos without annotations in {ann}: {missing[:5]}")
-    else:
-        names = sorted((p.name for p in ann.iterdir() if p.is_dir()), key=natural_key)
-    if not names:
-        raise MetricsInputError(f"no videos under {ann}")
-    return {n: ann / n for n in names}
+    folders = davis_video_folders(
+        davis_root,
+        resolution=resolution,
+        listing=imageset,
+        required="Annotations",
+        error=MetricsInputError,
+        hint=" (for driving runs set mode=semantic)",
+    )
+    return {f.name: f.labels for f in folders}
 
 
 def prediction_dir(pred_root: Path, run: str) -> Path:

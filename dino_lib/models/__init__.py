@@ -1,6 +1,7 @@
 """Backbones, checkpoint loading and (as they are added) heads and wrappers."""
 
-from dino_lib.models.backbones import IMAGENET_MEAN, IMAGENET_STD, available_backbones, build_backbone
+from dino_lib.data.normalization import IMAGENET_MEAN, IMAGENET_STD  # re-exported: models sits above data
+from dino_lib.models.backbones import available_backbones, build_backbone
 from dino_lib.models.loading import CheckpointError, LoadReport, load_pretrained, state_dict_hash
 from dino_lib.models.pos_embed import interpolate_pos_embed
 from dino_lib.models.vit import VIT_SIZES, DinoVisionTransformer, explicit_attention

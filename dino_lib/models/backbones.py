@@ -18,10 +18,7 @@ import torch.nn as nn
 
 from dino_lib.models.vit import VIT_SIZES, DinoVisionTransformer
 
-__all__ = ["build_backbone", "available_backbones", "IMAGENET_MEAN", "IMAGENET_STD", "MAE_SIZES"]
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+__all__ = ["build_backbone", "available_backbones", "MAE_SIZES"]
 
 _VIT_NAME = re.compile(r"^(vit_tiny|vit_small|vit_base)(?:_patch(\d+))?$")
 

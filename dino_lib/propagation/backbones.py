@@ -27,7 +27,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from dino_lib.models import IMAGENET_MEAN, IMAGENET_STD, BackboneSpec, build_and_load
+from dino_lib.data.normalization import IMAGENET_MEAN, IMAGENET_STD
+from dino_lib.models import BackboneSpec, build_and_load
 from dino_lib.models.backbones import MAE_SIZES
 from dino_lib.models.loading import state_dict_hash
 from dino_lib.runtime import seeded

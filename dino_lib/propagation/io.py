@@ -1,11 +1,7 @@
 """Reading videos for propagation, with validation (layouts and bad-input rules in docs/propagation.md).
 
-Layouts:
-
-* driving runs: ``DATAROOT/<run>/image/*.jpg`` and ``DATAROOT/<run>/segmentation/<same stem>.png`` (class ids,
-  255 = ignore); a single run folder (holding ``image/``) is accepted as well;
-* DAVIS 2017: ``ROOT/JPEGImages/<resolution>/<video>/*.jpg``, ``ROOT/Annotations/<resolution>/<video>/*.png``
-  (indexed PNGs, index = object id), video list from ``ROOT/ImageSets/2017/<split>.txt`` when present.
+The driving-run and DAVIS layouts are found by :mod:`dino_lib.data.video_sets` (shared with the metrics); this
+module lists and checks each run's frames and labels.
 
 Frames are natural-sorted (``2`` before ``10``). Every problem raises :class:`PropagationInputError` naming the file,
 what was expected, what was found and the fix; lenient behaviour is an explicit opt-in that logs a warning.
@@ -14,14 +10,17 @@ what was expected, what was found and the fix; lenient behaviour is an explicit 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 from PIL import Image
+
+from dino_lib.data.image_folder import IMAGE_EXTENSIONS
+from dino_lib.data.samples import resolve_data_path
+from dino_lib.data.video_sets import VideoSetError, davis_video_folders, driving_run_folders, natural_key
 
 __all__ = [
     "PropagationInputError",
@@ -38,11 +37,11 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
+FRAME_SUFFIXES = IMAGE_EXTENSIONS
 LABEL_SUFFIXES = (".png",)
 
 
-class PropagationInputError(ValueError):
+class PropagationInputError(VideoSetError):
     """Bad propagation input; the message names the file, what was expected and found, and the fix."""
 
 
@@ -71,18 +70,9 @@ class VideoRun:
         return self.labels[stem]
 
 
-def natural_key(name: str) -> list[Any]:
-    """Sort key that orders ``frame2`` before ``frame10`` (digit runs compared as numbers)."""
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
-
-
 def resolve_root(spec: str | Path) -> Path:
-    """``sample:<name>[/sub]`` through :func:`dino_lib.sample_data.resolve_data_path`, anything else as a path."""
-    if isinstance(spec, str) and spec.startswith("sample:"):
-        from dino_lib.sample_data import resolve_data_path
-
-        return Path(resolve_data_path(spec))
-    return Path(spec).expanduser()
+    """``sample:<name>[/sub]`` through :func:`dino_lib.data.samples.resolve_data_path`, anything else as a path."""
+    return resolve_data_path(spec)
 
 
 def list_media(folder: Path, suffixes: Sequence[str], what: str) -> list[Path]:
@@ -136,45 +126,18 @@ def driving_runs(
     root: Path, runs: Sequence[str] | None = None, frame_suffixes: Sequence[str] = FRAME_SUFFIXES
 ) -> list[VideoRun]:
     """Runs of a driving DATAROOT (``<run>/image``, ``<run>/segmentation``), sorted naturally."""
-    root = Path(root)
-    if not root.is_dir():
-        raise PropagationInputError(f"data_path {root} does not exist; give the folder that holds the runs")
-    if (root / "image").is_dir():  # a single run folder: accepted (the fork silently finds nothing)
-        return [_make_run(root.name, root / "image", root / "segmentation", frame_suffixes)]
-    found = sorted((p for p in root.iterdir() if (p / "image").is_dir()), key=lambda p: natural_key(p.name))
-    if runs:
-        missing = [r for r in runs if not (root / r / "image").is_dir()]
-        if missing:
-            raise PropagationInputError(
-                f"{root}: runs {missing} not found (no <run>/image folder); available: {[p.name for p in found]}"
-            )
-        found = [root / r for r in runs]
-    if not found:
-        raise PropagationInputError(
-            f"{root}: no runs found; expected DATAROOT/<run>/image/*.jpg and DATAROOT/<run>/segmentation/*.png"
-        )
-    return [_make_run(p.name, p / "image", p / "segmentation", frame_suffixes) for p in found]
+    folders = driving_run_folders(root, marker="image", runs=runs, error=PropagationInputError)
+    return [_make_run(f.name, f.images, f.labels, frame_suffixes) for f in folders]
 
 
 def davis_videos(
     root: Path, *, resolution: str = "480p", split: str = "val", videos: Sequence[str] | None = None
 ) -> list[VideoRun]:
     """DAVIS 2017 videos of ``split`` (``ImageSets/2017/<split>.txt``, or every video folder when it is absent)."""
-    root = Path(root)
-    jpeg = root / "JPEGImages" / resolution
-    if not jpeg.is_dir():
-        raise PropagationInputError(f"{jpeg} not found; data_path must be a DAVIS root (JPEGImages/{resolution}/...)")
-    if videos:
-        names = list(videos)
-    else:
-        listing = root / "ImageSets" / "2017" / f"{split}.txt"
-        if listing.is_file():
-            names = [line.strip() for line in listing.read_text().splitlines() if line.strip()]
-        else:
-            names = sorted((p.name for p in jpeg.iterdir() if p.is_dir()), key=natural_key)
-    if not names:
-        raise PropagationInputError(f"{root}: no DAVIS videos found for split {split!r}")
-    return [_make_run(n, jpeg / n, root / "Annotations" / resolution / n, (".jpg",)) for n in names]
+    folders = davis_video_folders(
+        root, resolution=resolution, listing=f"2017/{split}.txt", videos=videos, error=PropagationInputError
+    )
+    return [_make_run(f.name, f.images, f.labels, (".jpg",)) for f in folders]
 
 
 def read_label(path: Path, rgb_palette: np.ndarray | None = None) -> np.ndarray:

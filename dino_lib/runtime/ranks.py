@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -35,6 +36,7 @@ __all__ = [
     "all_reduce_mean",
     "barrier",
     "setup_process",
+    "setup_config_process",
     "exit_with_launcher",
 ]
 
@@ -161,6 +163,18 @@ def setup_process(device: str | torch.device = "auto", timeout_s: float = 600.0)
 
     resolved = resolve_device(device)
     return resolved, init_distributed(resolved, timeout_s)
+
+
+def setup_config_process(config: Any, timeout_s: float = 600.0) -> tuple[torch.device, DistInfo]:
+    """:func:`setup_process` for a configuration with a ``device`` key, pinned to this process's GPU.
+
+    Under torchrun ``config.device`` becomes ``cuda:<local rank>``, so everything later built from the configuration
+    lands on this process's GPU; a CPU device leaves the configuration as it is.
+    """
+    device, info = setup_process(config.device, timeout_s)
+    if device.type == "cuda":
+        config.device = str(device)
+    return device, info
 
 
 def exit_with_launcher() -> None:

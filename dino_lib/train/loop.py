@@ -9,10 +9,11 @@ restored, and augmentations are a function of (seed, epoch, sample index).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,16 @@ import torch
 
 from dino_lib.config import save_run_config, to_dict
 from dino_lib.losses import koleo_loss
-from dino_lib.runtime import autocast, barrier, destroy_distributed, get_world_size, init_distributed, resolve_device
+from dino_lib.runtime import (
+    DistInfo,
+    autocast,
+    barrier,
+    destroy_distributed,
+    get_world_size,
+    init_distributed,
+    resolve_device,
+)
+from dino_lib.train.callbacks import TrainCallback, TrainState
 from dino_lib.train.checkpoint import (
     SCHEMA_VERSION,
     export_teacher_backbone,
@@ -115,146 +125,198 @@ def _nonfinite(
     )
 
 
-def train(cfg: TrainConfig, *, callback: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
+@dataclass
+class _Run:
+    """What one process of a run holds while it trains."""
+
+    cfg: TrainConfig
+    parts: RunParts
+    device: torch.device
+    info: DistInfo
+    run_dir: Path
+    tb: Any
+    emit: Callable[[dict[str, Any]], None]
+    callbacks: Sequence[TrainCallback]
+
+    @property
+    def main(self) -> bool:
+        return self.info.rank == 0
+
+    def state(self, epoch: int, iteration_in_epoch: int = 0) -> TrainState:
+        return TrainState(
+            config=self.cfg,
+            epoch=epoch,
+            iteration_in_epoch=iteration_in_epoch,
+            teacher=self.parts.teacher,
+            student=self.parts.student,
+            device=self.device,
+            precision=self.parts.precision,
+            run_dir=self.run_dir,
+            tensorboard=self.tb,
+            emit=self.emit,
+        )
+
+
+def train(
+    cfg: TrainConfig,
+    *,
+    callback: Callable[[dict[str, Any]], None] | None = None,
+    callbacks: Sequence[TrainCallback] | None = None,
+) -> TrainResult:
     """Run (or resume) DINO pretraining as configured.
 
     Args:
         cfg: the configuration.
         callback: called on rank 0 with every log record (``iter``/``epoch``/``event`` dicts), e.g. a progress bar.
+        callbacks: :class:`~dino_lib.train.callbacks.TrainCallback` objects run on rank 0 at the start and after
+            every epoch, e.g. the k-NN monitor of ``knn_every`` (:func:`dino_lib.eval.monitor.default_callbacks`
+            builds those the configuration asks for; the command line and :mod:`dino_lib.launch` pass them).
 
     Raises:
         NonFiniteLossError: the loss became non-finite (a snapshot is written to ``RUN_DIR/nonfinite/``).
     """
+    if cfg.knn_every and callbacks is None:
+        logger.warning(
+            "knn_every is %d but no callbacks were given, so no k-NN monitor runs; pass "
+            "callbacks=dino_lib.eval.monitor.default_callbacks(cfg) to train()",
+            cfg.knn_every,
+        )
     device = resolve_device(cfg.device)
     info = init_distributed(device, cfg.dist_timeout_s)
-    main = info.rank == 0
-    run_dir = Path(cfg.output_dir)
     try:
-        parts = build_run(cfg, info, device)  # checks the data first: a failure here leaves no files
-        if main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            _save_config(cfg, run_dir)
-        tb = _open_tensorboard(run_dir) if cfg.tensorboard and main else None  # fails before any work
-        log = JsonlLogger(run_dir / "log.jsonl", enabled=main)
-
-        def emit(record: dict[str, Any]) -> None:
-            log.write(record)
-            if tb is not None:
-                tb.write(record)
-            if main and callback is not None:
-                callback(record)
-
-        start_epoch, start_iter, epoch_stats = 0, 0, None
-        ckpt_path = run_dir / "checkpoint.pth"
-        if ckpt_path.is_file():
-            meta = load_checkpoint(
-                ckpt_path,
-                student=parts.student,
-                teacher=parts.teacher,
-                optimizer=parts.optimizer,
-                dino_loss=parts.dino_loss,
-                scaler=parts.scaler,
-            )
-            start_epoch, start_iter = int(meta["epoch"]), int(meta.get("iteration_in_epoch", 0))
-            epoch_stats = meta.get("epoch_stats") if start_iter else None  # the interrupted epoch's sums so far
-            if meta.get("niter_per_ep") not in (None, parts.niter_per_ep):
-                logger.warning(
-                    "iterations per epoch changed (%s -> %d): schedules recomputed, epoch restarted",
-                    meta["niter_per_ep"],
-                    parts.niter_per_ep,
-                )
-                start_iter, epoch_stats = 0, None
-            if "rng_state" in meta:
-                set_rng_state(meta["rng_state"])
-            if main:
-                logger.info("resumed from %s at epoch %d, iteration %d", ckpt_path, start_epoch, start_iter)
-            emit({"type": "event", "event": "resume", "epoch": start_epoch, "iteration_in_epoch": start_iter})
-        total = cfg.epochs * parts.niter_per_ep
-        emit(
-            {
-                "type": "event",
-                "event": "start",
-                "total_iters": total,
-                "start_it": start_epoch * parts.niter_per_ep + start_iter,
-                "niter_per_ep": parts.niter_per_ep,
-                "world_size": info.world_size,
-                "ln_k": cfg.ln_k,
-            }
-        )
-        if cfg.knn_every and start_epoch == 0 and start_iter == 0:
-            # the baseline every later k-NN is read against: the teacher (= student) at initialisation
-            knn_init = _knn(parts, cfg, device) if main else {}
-            barrier()
-            emit({"type": "event", "event": "knn_init", **knn_init})
+        run = _start_run(cfg, info, device, callback, list(callbacks or []))
+        start_epoch, start_iter, epoch_stats = _resume(run)
+        _emit_start(run, start_epoch, start_iter)
+        _call_back(run, lambda cb: cb.on_train_start(run.state(start_epoch, start_iter)))
         last_epoch = None
         for epoch in range(start_epoch, cfg.epochs):
             resumed = epoch == start_epoch
             last_epoch = _train_one_epoch(
-                parts, cfg, device, info.rank, epoch, start_iter if resumed else 0, run_dir, emit,
-                epoch_stats if resumed else None,
+                run, epoch, start_iter if resumed else 0, epoch_stats if resumed else None
             )  # fmt: skip
-            state = _checkpoint_state(parts, cfg, epoch + 1, 0)
-            if main:
-                save_checkpoint(state, run_dir, epoch, cfg.saveckp_freq)
-                export_teacher_backbone(
-                    parts.teacher, run_dir / "teacher_backbone.pth", safetensors=cfg.export_safetensors
-                )
-            if cfg.knn_every and (epoch + 1) % cfg.knn_every == 0:
-                if main:
-                    last_epoch.update(_knn(parts, cfg, device))
-                    if tb is not None:
-                        _attention_image(tb, parts, cfg, epoch)
-                barrier()
-            emit(last_epoch)
-            if main:
-                epochs = [r for r in read_log(run_dir / "log.jsonl") if r.get("type") == "epoch"]
-                for msg in collapse_warnings(epochs, cfg.ln_k, cfg.collapse_patience):
-                    logger.warning("possible collapse: %s", msg)
-                    emit({"type": "event", "event": "warning", "epoch": epoch, "message": msg})
-        if main and not (run_dir / "teacher_backbone.pth").is_file():
-            export_teacher_backbone(parts.teacher, run_dir / "teacher_backbone.pth", safetensors=cfg.export_safetensors)
-        emit({"type": "event", "event": "end", "epochs_done": cfg.epochs})
-        if tb is not None:
-            tb.close()
-        barrier()
-        return TrainResult(run_dir, cfg.epochs, last_epoch, ckpt_path, run_dir / "teacher_backbone.pth")
+            _end_epoch(run, epoch, last_epoch)
+        return _finish(run, last_epoch)
     finally:
         destroy_distributed()
+
+
+def _start_run(
+    cfg: TrainConfig,
+    info: DistInfo,
+    device: torch.device,
+    callback: Callable[[dict[str, Any]], None] | None,
+    callbacks: Sequence[TrainCallback],
+) -> _Run:
+    """Build the run (the data are checked first: a failure leaves no files), then its config file and logs."""
+    main = info.rank == 0
+    run_dir = Path(cfg.output_dir)
+    parts = build_run(cfg, info, device)
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _save_config(cfg, run_dir)
+    tb = _open_tensorboard(run_dir) if cfg.tensorboard and main else None  # fails before any work
+    log = JsonlLogger(run_dir / "log.jsonl", enabled=main)
+
+    def emit(record: dict[str, Any]) -> None:
+        log.write(record)
+        if tb is not None:
+            tb.write(record)
+        if main and callback is not None:
+            callback(record)
+
+    return _Run(cfg, parts, device, info, run_dir, tb, emit, callbacks)
+
+
+def _resume(run: _Run) -> tuple[int, int, dict[str, Any] | None]:
+    """Restore ``RUN_DIR/checkpoint.pth`` when there is one: ``(start epoch, start iteration, epoch sums so far)``."""
+    parts, ckpt_path = run.parts, run.run_dir / "checkpoint.pth"
+    if not ckpt_path.is_file():
+        return 0, 0, None
+    meta = load_checkpoint(
+        ckpt_path,
+        student=parts.student,
+        teacher=parts.teacher,
+        optimizer=parts.optimizer,
+        dino_loss=parts.dino_loss,
+        scaler=parts.scaler,
+    )
+    start_epoch, start_iter = int(meta["epoch"]), int(meta.get("iteration_in_epoch", 0))
+    epoch_stats = meta.get("epoch_stats") if start_iter else None  # the interrupted epoch's sums so far
+    if meta.get("niter_per_ep") not in (None, parts.niter_per_ep):
+        logger.warning(
+            "iterations per epoch changed (%s -> %d): schedules recomputed, epoch restarted",
+            meta["niter_per_ep"],
+            parts.niter_per_ep,
+        )
+        start_iter, epoch_stats = 0, None
+    if "rng_state" in meta:
+        set_rng_state(meta["rng_state"])
+    if run.main:
+        logger.info("resumed from %s at epoch %d, iteration %d", ckpt_path, start_epoch, start_iter)
+    run.emit({"type": "event", "event": "resume", "epoch": start_epoch, "iteration_in_epoch": start_iter})
+    return start_epoch, start_iter, epoch_stats
+
+
+def _emit_start(run: _Run, start_epoch: int, start_iter: int) -> None:
+    niter = run.parts.niter_per_ep
+    run.emit(
+        {
+            "type": "event",
+            "event": "start",
+            "total_iters": run.cfg.epochs * niter,
+            "start_it": start_epoch * niter + start_iter,
+            "niter_per_ep": niter,
+            "world_size": run.info.world_size,
+            "ln_k": run.cfg.ln_k,
+        }
+    )
+
+
+def _call_back(run: _Run, hook: Callable[[TrainCallback], dict[str, float] | None]) -> dict[str, float]:
+    """Run ``hook`` on every callback on rank 0 while the other ranks wait; returns the merged numbers."""
+    if not run.callbacks:
+        return {}
+    out: dict[str, float] = {}
+    if run.main:
+        for cb in run.callbacks:
+            out.update(hook(cb) or {})
+    barrier()
+    return out
+
+
+def _end_epoch(run: _Run, epoch: int, record: dict[str, Any]) -> None:
+    """Checkpoint and teacher export, the callbacks' numbers into the epoch record, then the collapse check."""
+    cfg = run.cfg
+    state = _checkpoint_state(run.parts, cfg, epoch + 1, 0)
+    if run.main:
+        save_checkpoint(state, run.run_dir, epoch, cfg.saveckp_freq)
+        export_teacher_backbone(
+            run.parts.teacher, run.run_dir / "teacher_backbone.pth", safetensors=cfg.export_safetensors
+        )
+    record.update(_call_back(run, lambda cb: cb.on_epoch_end(run.state(epoch))))
+    run.emit(record)
+    if run.main:
+        epochs = [r for r in read_log(run.run_dir / "log.jsonl") if r.get("type") == "epoch"]
+        for msg in collapse_warnings(epochs, cfg.ln_k, cfg.collapse_patience):
+            logger.warning("possible collapse: %s", msg)
+            run.emit({"type": "event", "event": "warning", "epoch": epoch, "message": msg})
+
+
+def _finish(run: _Run, last_epoch: dict[str, Any] | None) -> TrainResult:
+    cfg, run_dir = run.cfg, run.run_dir
+    if run.main and not (run_dir / "teacher_backbone.pth").is_file():
+        export_teacher_backbone(run.parts.teacher, run_dir / "teacher_backbone.pth", safetensors=cfg.export_safetensors)
+    run.emit({"type": "event", "event": "end", "epochs_done": cfg.epochs})
+    if run.tb is not None:
+        run.tb.close()
+    barrier()
+    return TrainResult(run_dir, cfg.epochs, last_epoch, run_dir / "checkpoint.pth", run_dir / "teacher_backbone.pth")
 
 
 def _open_tensorboard(run_dir: Path) -> Any:
     from dino_lib.train.tracking import TensorBoardWriter
 
     return TensorBoardWriter(run_dir / "tb")
-
-
-def _attention_image(tb: Any, parts: RunParts, cfg: TrainConfig, epoch: int) -> None:
-    """The teacher's last-block attention on the first k-NN image, as a TensorBoard image (ViTs only)."""
-    from dino_lib.attention import list_images
-    from dino_lib.sample_data import resolve_data_path
-    from dino_lib.train.tracking import attention_strip
-
-    strip = attention_strip(parts.teacher.backbone, list_images(resolve_data_path(cfg.knn_data_path))[0], cfg.knn_crop)
-    if strip is not None:
-        tb.image("attention/teacher", strip, epoch)
-
-
-def _knn(parts: RunParts, cfg: TrainConfig, device: torch.device) -> dict[str, float]:
-    from dino_lib.eval.monitor import knn_monitor
-
-    out = {}
-    for name, net in (("teacher", parts.teacher), ("student", parts.student)):
-        res = knn_monitor(
-            net.backbone,
-            cfg.knn_data_path,
-            device=device,
-            precision=parts.precision,
-            resize=cfg.knn_resize,
-            crop=cfg.knn_crop,
-            distributed=False,
-        )
-        out.update({f"knn_{name}_{k.removeprefix('knn_')}": float(v) for k, v in res.items()})
-    return out
 
 
 def _forward_backward(
@@ -332,95 +394,136 @@ def _add_koleo(
     return loss + scale * cfg.koleo_weight * koleo, stats
 
 
+@dataclass
+class _EpochMeter:
+    """Running sums of one epoch's step values (continued from a checkpoint's sums after a mid-epoch resume)."""
+
+    sums: dict[str, float]
+    n_before: int  # steps run before the resume
+    n_steps: int = 0
+    t_start: float = dataclasses.field(default_factory=time.perf_counter)
+    t_wait: float = 0.0  # seconds spent waiting for the data loader
+
+    @classmethod
+    def resumed(cls, epoch_stats: dict[str, Any] | None) -> _EpochMeter:
+        return cls(dict((epoch_stats or {}).get("sums", {})), int((epoch_stats or {}).get("steps", 0)))
+
+    def add(self, step: dict[str, float]) -> None:
+        for k, v in step.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+        self.n_steps += 1
+
+    @property
+    def steps(self) -> int:
+        return self.n_before + self.n_steps
+
+    def mean(self) -> dict[str, float]:
+        return {k: v / max(self.steps, 1) for k, v in self.sums.items()}
+
+
 def _train_one_epoch(
-    parts: RunParts,
-    cfg: TrainConfig,
-    device: torch.device,
-    rank: int,
-    epoch: int,
-    start_iter: int,
-    run_dir: Path,
-    emit: Callable[[dict[str, Any]], None],
-    epoch_stats: dict[str, Any] | None = None,
+    run: _Run, epoch: int, start_iter: int, epoch_stats: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """One epoch from ``start_iter``; ``epoch_stats`` (sums and step count of the iterations run before a mid-epoch
     resume) make the epoch's means cover all its iterations."""
+    parts, cfg = run.parts, run.cfg
     parts.dataset.set_epoch(epoch)
     parts.sampler.set_epoch(epoch, start_iter)
     indices = parts.sampler.epoch_indices()
     niter, bs = parts.niter_per_ep, cfg.batch_size_per_gpu
-    world = get_world_size()
     parts.student_ddp.train()
     parts.teacher.train()  # never eval: BN teachers use batch statistics, as in the reference
-    sums: dict[str, float] = dict((epoch_stats or {}).get("sums", {}))
-    n_before = int((epoch_stats or {}).get("steps", 0))
-    n_steps, t_epoch, t_wait = 0, time.perf_counter(), 0.0
+    meter = _EpochMeter.resumed(epoch_stats)
     t_last = time.perf_counter()
-    for i, (crops, _) in enumerate(make_loader(parts, cfg, device, epoch), start=start_iter):
-        t_data = time.perf_counter()
-        t_wait += t_data - t_last
+    for i, (crops, _) in enumerate(make_loader(parts, cfg, run.device, epoch), start=start_iter):
+        meter.t_wait += time.perf_counter() - t_last
         it = epoch * niter + i
-        for g, group in enumerate(parts.optimizer.param_groups):
-            group["lr"] = float(parts.lr_schedule[it])
-            if g == 0:  # only the regularised group gets weight decay, as in the reference DINO trainer
-                group["weight_decay"] = float(parts.wd_schedule[it])
-        parts.optimizer.zero_grad(set_to_none=True)
-        loss_all, stats_t = _forward_backward(parts, cfg, device, crops, epoch)  # gradients of the whole batch
-        # loss and loss statistics averaged over the ranks in one collective: a NaN on any rank stops every rank
-        # at the same step, and teacher_entropy is the global batch's (equal local batches)
-        names = sorted(stats_t)
-        stat_values = [torch.as_tensor(stats_t[k]).detach().float().reshape(()).to(loss_all.device) for k in names]
-        packed = torch.stack([loss_all.float().reshape(()), *stat_values])
-        if world > 1:
-            torch.distributed.all_reduce(packed)
-            packed /= world
-        loss_value = float(packed[0])
-        global_stats = dict(zip(names, packed[1:].tolist()))
-        if not math.isfinite(loss_value):  # checked before the step: the weights stay as they were
-            _nonfinite(parts, cfg, run_dir, rank, epoch, it, loss_value, indices[i * bs : (i + 1) * bs])
-        if parts.scaler is not None:
-            if cfg.clip_grad:
-                parts.scaler.unscale_(parts.optimizer)
-                clip_gradients(parts.student, cfg.clip_grad)
-            cancel_gradients_last_layer(epoch, parts.student, cfg.freeze_last_layer)
-            parts.scaler.step(parts.optimizer)
-            parts.scaler.update()
-        else:
-            if cfg.clip_grad:
-                clip_gradients(parts.student, cfg.clip_grad)
-            cancel_gradients_last_layer(epoch, parts.student, cfg.freeze_last_layer)
-            parts.optimizer.step()
-        momentum = float(parts.momentum_schedule[it])
-        parts.ema.update(momentum)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        step = _train_step(run, epoch, it, crops, indices[i * bs : (i + 1) * bs])
         t_last = time.perf_counter()
-        stats = {k: float(v) for k, v in global_stats.items()}
-        step = {
-            "loss": loss_value,
-            "lr": float(parts.lr_schedule[it]),
-            "wd": float(parts.wd_schedule[it]),
-            "momentum": momentum,
-            **stats,
-        }
-        for k, v in step.items():
-            sums[k] = sums.get(k, 0.0) + v
-        n_steps += 1
+        meter.add(step)
         done = i + 1
         if done % cfg.log_every == 0 or done == niter:
-            rec = {"type": "iter", "epoch": epoch, "it": it, **step, "ln_k": cfg.ln_k}
-            rec["images_per_s"] = bs * world * n_steps / max(t_last - t_epoch, 1e-9)  # source images, all ranks
-            rec["data_wait_frac"] = t_wait / max(t_last - t_epoch, 1e-9)
-            if parts.scaler is not None:
-                rec["scaler_scale"] = float(parts.scaler.get_scale())
-            emit(rec)
+            run.emit(_iteration_record(run, epoch, it, step, meter, t_last))
         if cfg.checkpoint_every_iters and done % cfg.checkpoint_every_iters == 0 and done < niter:
             state = _checkpoint_state(parts, cfg, epoch, done)
-            state["epoch_stats"] = {"sums": dict(sums), "steps": n_before + n_steps}
-            if rank == 0:
-                save_checkpoint(state, run_dir, None, 0)
-    mean = {k: v / max(n_before + n_steps, 1) for k, v in sums.items()}
-    elapsed = time.perf_counter() - t_epoch
+            state["epoch_stats"] = {"sums": dict(meter.sums), "steps": meter.steps}
+            if run.main:
+                save_checkpoint(state, run.run_dir, None, 0)
+    return _epoch_record(run, epoch, meter)
+
+
+def _train_step(
+    run: _Run, epoch: int, it: int, crops: list[torch.Tensor], batch_indices: list[int]
+) -> dict[str, float]:
+    """One iteration: schedules, forward/backward, the loss over all ranks, the optimiser step and the EMA."""
+    parts, cfg = run.parts, run.cfg
+    for g, group in enumerate(parts.optimizer.param_groups):
+        group["lr"] = float(parts.lr_schedule[it])
+        if g == 0:  # only the regularised group gets weight decay, as in the reference DINO trainer
+            group["weight_decay"] = float(parts.wd_schedule[it])
+    parts.optimizer.zero_grad(set_to_none=True)
+    loss_all, stats_t = _forward_backward(parts, cfg, run.device, crops, epoch)  # gradients of the whole batch
+    loss_value, global_stats = _mean_over_ranks(loss_all, stats_t)
+    if not math.isfinite(loss_value):  # checked before the step: the weights stay as they were
+        _nonfinite(parts, cfg, run.run_dir, run.info.rank, epoch, it, loss_value, batch_indices)
+    _optimizer_step(parts, cfg, epoch)
+    momentum = float(parts.momentum_schedule[it])
+    parts.ema.update(momentum)
+    if run.device.type == "cuda":
+        torch.cuda.synchronize(run.device)
+    return {
+        "loss": loss_value,
+        "lr": float(parts.lr_schedule[it]),
+        "wd": float(parts.wd_schedule[it]),
+        "momentum": momentum,
+        **global_stats,
+    }
+
+
+def _mean_over_ranks(loss: torch.Tensor, stats: dict[str, torch.Tensor]) -> tuple[float, dict[str, float]]:
+    """Loss and loss statistics averaged over the ranks in one collective: a NaN on any rank stops every rank at
+    the same step, and teacher_entropy is the global batch's (equal local batches)."""
+    names = sorted(stats)
+    stat_values = [torch.as_tensor(stats[k]).detach().float().reshape(()).to(loss.device) for k in names]
+    packed = torch.stack([loss.float().reshape(()), *stat_values])
+    world = get_world_size()
+    if world > 1:
+        torch.distributed.all_reduce(packed)
+        packed /= world
+    return float(packed[0]), {k: float(v) for k, v in zip(names, packed[1:].tolist())}
+
+
+def _optimizer_step(parts: RunParts, cfg: TrainConfig, epoch: int) -> None:
+    """Clip (after unscaling fp16 gradients), freeze the last layer early on, step."""
+    if parts.scaler is not None:
+        if cfg.clip_grad:
+            parts.scaler.unscale_(parts.optimizer)
+            clip_gradients(parts.student, cfg.clip_grad)
+        cancel_gradients_last_layer(epoch, parts.student, cfg.freeze_last_layer)
+        parts.scaler.step(parts.optimizer)
+        parts.scaler.update()
+    else:
+        if cfg.clip_grad:
+            clip_gradients(parts.student, cfg.clip_grad)
+        cancel_gradients_last_layer(epoch, parts.student, cfg.freeze_last_layer)
+        parts.optimizer.step()
+
+
+def _iteration_record(
+    run: _Run, epoch: int, it: int, step: dict[str, float], meter: _EpochMeter, now: float
+) -> dict[str, Any]:
+    bs, world = run.cfg.batch_size_per_gpu, get_world_size()
+    rec = {"type": "iter", "epoch": epoch, "it": it, **step, "ln_k": run.cfg.ln_k}
+    rec["images_per_s"] = bs * world * meter.n_steps / max(now - meter.t_start, 1e-9)  # source images, all ranks
+    rec["data_wait_frac"] = meter.t_wait / max(now - meter.t_start, 1e-9)
+    if run.parts.scaler is not None:
+        rec["scaler_scale"] = float(run.parts.scaler.get_scale())
+    return rec
+
+
+def _epoch_record(run: _Run, epoch: int, meter: _EpochMeter) -> dict[str, Any]:
+    mean = meter.mean()
+    elapsed = time.perf_counter() - meter.t_start
     return {
         "type": "epoch",
         "epoch": epoch,
@@ -432,8 +535,8 @@ def _train_one_epoch(
         "teacher_entropy": mean.get("teacher_entropy"),
         "center_norm": mean.get("center_norm"),
         **({"koleo_loss": mean["koleo_loss"]} if "koleo_loss" in mean else {}),
-        "ln_k": cfg.ln_k,
-        "images_per_s": bs * world * n_steps / max(elapsed, 1e-9),
-        "iterations": n_before + n_steps,
+        "ln_k": run.cfg.ln_k,
+        "images_per_s": run.cfg.batch_size_per_gpu * get_world_size() * meter.n_steps / max(elapsed, 1e-9),
+        "iterations": meter.steps,
         "seconds": elapsed,
     }

@@ -118,7 +118,43 @@ def build_run(cfg: TrainConfig, info: DistInfo, device: torch.device) -> RunPart
         )
     dataset = SeededCrops(task.dataset, seed=cfg.seed)
     sampler = ResumableDistributedSampler(n, info.world_size, info.rank, cfg.batch_size_per_gpu, seed=cfg.seed)
+    student, teacher, student_ddp, init_center = _build_networks(cfg, task, info, device)
+    niter = sampler.batches_per_epoch
+    peak_lr = scaled_lr(cfg.lr, cfg.batch_size_per_gpu, info.world_size)
+    lr_schedule = cosine_schedule(peak_lr, cfg.min_lr, cfg.epochs, niter, warmup_epochs=cfg.warmup_epochs)
+    wd_schedule = cosine_schedule(cfg.weight_decay, cfg.weight_decay_end, cfg.epochs, niter)
+    momentum_schedule = cosine_schedule(cfg.momentum_teacher, 1.0, cfg.epochs, niter)
+    dino_loss = _build_loss(cfg, task, device, init_center)
+    optimizer = build_optimizer(cfg.optimizer, get_params_groups(student))
+    precision = resolve_precision(cfg.precision, device)
+    scaler = grad_scaler(device, precision)
+    if info.rank == 0:
+        _log_settings(cfg, n, niter, global_batch, peak_lr, precision)
+    return RunParts(
+        task,
+        dataset,
+        sampler,
+        student,
+        teacher,
+        student_ddp,
+        EMA(student, teacher),
+        dino_loss,
+        optimizer,
+        scaler,
+        lr_schedule,
+        wd_schedule,
+        momentum_schedule,
+        niter,
+        peak_lr,
+        precision,
+    )
 
+
+def _build_networks(
+    cfg: TrainConfig, task: Task, info: DistInfo, device: torch.device
+) -> tuple[MultiCropWrapper, MultiCropWrapper, nn.Module, torch.Tensor | None]:
+    """Student and teacher (backbone + DINO head) on ``device``, the teacher a frozen copy of the student; the
+    student as it runs forward (DDP under a process group); the initial centre of ``init_weights``, if any."""
     head_kw = dict(
         use_bn=cfg.use_bn_in_head,
         nlayers=cfg.head_nlayers,
@@ -150,12 +186,10 @@ def build_run(cfg: TrainConfig, info: DistInfo, device: torch.device) -> RunPart
         student_ddp: nn.Module = nn.parallel.DistributedDataParallel(student, device_ids=ids)
     else:
         student_ddp = student
+    return student, teacher, student_ddp, init_center
 
-    niter = sampler.batches_per_epoch
-    peak_lr = scaled_lr(cfg.lr, cfg.batch_size_per_gpu, info.world_size)
-    lr_schedule = cosine_schedule(peak_lr, cfg.min_lr, cfg.epochs, niter, warmup_epochs=cfg.warmup_epochs)
-    wd_schedule = cosine_schedule(cfg.weight_decay, cfg.weight_decay_end, cfg.epochs, niter)
-    momentum_schedule = cosine_schedule(cfg.momentum_teacher, 1.0, cfg.epochs, niter)
+
+def _build_loss(cfg: TrainConfig, task: Task, device: torch.device, init_center: torch.Tensor | None) -> DINOLoss:
     dino_loss = DINOLoss(
         cfg.out_dim,
         2 + task.n_local_crops,
@@ -169,46 +203,28 @@ def build_run(cfg: TrainConfig, info: DistInfo, device: torch.device) -> RunPart
     ).to(device)
     if init_center is not None:
         dino_loss.center.copy_(init_center.to(device))
-    optimizer = build_optimizer(cfg.optimizer, get_params_groups(student))
-    precision = resolve_precision(cfg.precision, device)
-    scaler = grad_scaler(device, precision)
-    if info.rank == 0:
-        logger.info(
-            "%d images, %d iterations/epoch, global batch %d, peak lr %.3g (lr %.3g x %d/256), precision %s -> %s",
-            n,
-            niter,
-            global_batch,
-            peak_lr,
-            cfg.lr,
-            global_batch,
-            cfg.precision,
-            precision,
-        )
-        if global_batch < 256 and cfg.momentum_teacher == 0.996:
-            logger.warning(
-                "global batch %d < 256 with momentum_teacher 0.996: consider 0.9995 (docs/pretraining.md, "
-                "Small batches)",
-                global_batch,
-            )
-        if not cfg.norm_last_layer and not cfg.arch.startswith("vit_small"):
-            logger.warning(
-                "norm_last_layer false is only known to be safe with vit_small (docs/pretraining.md, Small batches)"
-            )
-    return RunParts(
-        task,
-        dataset,
-        sampler,
-        student,
-        teacher,
-        student_ddp,
-        EMA(student, teacher),
-        dino_loss,
-        optimizer,
-        scaler,
-        lr_schedule,
-        wd_schedule,
-        momentum_schedule,
+    return dino_loss
+
+
+def _log_settings(cfg: TrainConfig, n: int, niter: int, global_batch: int, peak_lr: float, precision: str) -> None:
+    """The run's sizes on rank 0, and warnings for settings known to be risky with small batches."""
+    logger.info(
+        "%d images, %d iterations/epoch, global batch %d, peak lr %.3g (lr %.3g x %d/256), precision %s -> %s",
+        n,
         niter,
+        global_batch,
         peak_lr,
+        cfg.lr,
+        global_batch,
+        cfg.precision,
         precision,
     )
+    if global_batch < 256 and cfg.momentum_teacher == 0.996:
+        logger.warning(
+            "global batch %d < 256 with momentum_teacher 0.996: consider 0.9995 (docs/pretraining.md, Small batches)",
+            global_batch,
+        )
+    if not cfg.norm_last_layer and not cfg.arch.startswith("vit_small"):
+        logger.warning(
+            "norm_last_layer false is only known to be safe with vit_small (docs/pretraining.md, Small batches)"
+        )

@@ -85,7 +85,7 @@ def build_image_task(cfg: TrainConfig) -> Task:
     from dino_lib.data.augment import DataAugmentationDINO
     from dino_lib.data.image_folder import ImageDataset
     from dino_lib.data.normalization import NORMALIZATIONS
-    from dino_lib.sample_data import resolve_data_path
+    from dino_lib.data.samples import resolve_data_path
 
     transform = DataAugmentationDINO(
         global_crops_scale=cfg.global_crops_scale,

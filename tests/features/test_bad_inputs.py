@@ -60,7 +60,7 @@ def test_regions_with_nan_weights(tmp_path, twin, clean_failure):
 
 
 def test_regions_with_a_truncated_region_image(tmp_path, twin, clean_failure, truncated_jpeg):
-    from dino_lib.sample_data import resolve_data_path
+    from dino_lib.data.samples import resolve_data_path
 
     src = tmp_path / "regions"
     shutil.copytree(resolve_data_path("sample:histology_regions"), src)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import dino_lib.features.cache as cache_mod
-from dino_lib.eval.data import labelled_splits
+from dino_lib.data.labelled import labelled_splits
 from dino_lib.features import (
     CacheMismatchError,
     build_eval_backbone,

@@ -32,7 +32,7 @@ def test_config_errors(name, tmp_path, twin, clean_failure):
 
 @pytest.fixture()
 def davis_copy(tmp_path, sample_paths):
-    from dino_lib.sample_data import resolve_data_path
+    from dino_lib.data.samples import resolve_data_path
 
     root = tmp_path / "davis"
     shutil.copytree(resolve_data_path("sample:davis"), root)

@@ -64,7 +64,7 @@ def test_training_step_autocasts(tiny_train_cfg, autocast_log, cpu_bf16):
 
 
 def test_feature_extraction_and_cache(tmp_path, autocast_log, cpu_bf16, labelled_folder):
-    from dino_lib.eval.data import LabelledImageFolder
+    from dino_lib.data.labelled import LabelledImageFolder
     from dino_lib.features.cache import cached_extract
     from dino_lib.features.transforms import eval_transform
     from dino_lib.models import build_backbone

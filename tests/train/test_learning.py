@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from dino_lib.config import load_config
+from dino_lib.eval.monitor import default_callbacks
 from dino_lib.models import build_backbone
 from dino_lib.train import TrainConfig, train
 
@@ -56,7 +57,7 @@ def test_pretraining_improves_knn(tiny_cfg):
     torch.manual_seed(cfg.seed)  # the initial weights the trainer builds (it seeds before building the student)
     init = build_backbone("vit_tiny", drop_path_rate=0.0, **ARCH_KWARGS)
     before = _mean_knn(init)
-    res = train(cfg)
+    res = train(cfg, callbacks=default_callbacks(cfg))
     assert {"knn_teacher_top1", "knn_student_top1"} <= set(res.last_epoch)  # the in-loop monitor ran
     trained = build_backbone("vit_tiny", **ARCH_KWARGS)
     trained.load_state_dict(torch.load(res.teacher_export, weights_only=True))
@@ -89,7 +90,7 @@ def test_small_data_recipe_learns_digits(tmp_path):
         },
     )
     records = []
-    res = train(cfg, callback=records.append)
+    res = train(cfg, callback=records.append, callbacks=default_callbacks(cfg))
     init = next(r for r in records if r.get("event") == "knn_init")["knn_teacher_top1"]
     after = res.last_epoch["knn_teacher_top1"]
     losses = [r["loss"] for r in records if r.get("type") == "iter"]

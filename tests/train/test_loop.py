@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from dino_lib.config import ConfigError, load_config
+from dino_lib.eval.monitor import default_callbacks
 from dino_lib.models import build_backbone
 from dino_lib.train import NonFiniteLossError, TrainConfig, train
 from dino_lib.train.monitors import collapse_warnings, read_log
@@ -197,7 +198,7 @@ def test_knn_monitor_logs_the_initialisation_once(tiny_cfg):
     there), then one k-NN per epoch; resuming the finished run does not log a second initial k-NN."""
     cfg = tiny_cfg(epochs=1, knn_every=1, knn_data_path="sample:labelled", knn_resize=40, knn_crop=32)
     records = []
-    train(cfg, callback=records.append)
+    train(cfg, callback=records.append, callbacks=default_callbacks(cfg))
     kinds = [r.get("event", r["type"]) for r in records if r.get("event") != "start" and r["type"] != "iter"]
     assert kinds[0] == "knn_init" and kinds.count("knn_init") == 1
     init = records[[r.get("event") for r in records].index("knn_init")]
@@ -205,5 +206,5 @@ def test_knn_monitor_logs_the_initialisation_once(tiny_cfg):
     assert 0.0 <= init["knn_teacher_top1"] <= 100.0
     assert "knn_teacher_top1" in next(r for r in records if r["type"] == "epoch")
     again = []
-    train(cfg, callback=again.append)
+    train(cfg, callback=again.append, callbacks=default_callbacks(cfg))
     assert not [r for r in again if r.get("event") == "knn_init"]

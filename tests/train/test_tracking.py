@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dino_lib.eval.monitor import default_callbacks
 from dino_lib.train import train
 
 
@@ -28,7 +29,7 @@ def test_tensorboard_scalars_and_attention_image(tiny_cfg):
         knn_resize=40,
         knn_crop=32,
     )
-    train(cfg)
+    train(cfg, callbacks=default_callbacks(cfg))
     acc = _events(Path(cfg.output_dir) / "tb")
     tags = set(acc.Tags()["scalars"])
     for tag in ("loss", "lr", "wd", "momentum", "teacher_temp", "teacher_entropy"):

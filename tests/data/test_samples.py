@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 
 from dino_lib import sample_data
-from dino_lib.data import sample_photos, sample_video
+from dino_lib.data import sample_photos, sample_video, samples
 from dino_lib.data.palettes import DAVIS_PALETTE, DRIVING_IGNORE_ID
-from dino_lib.sample_data import COMPONENTS, SamplePaths, ensure_sample_data, resolve_data_path
+from dino_lib.data.samples import COMPONENTS, SamplePaths, ensure_sample_data, resolve_data_path
 
 TILE_RE = re.compile(r"^(?P<slide>[\w-]+)_x(?P<x>\d+)_y(?P<y>\d+)\.(?P<ext>jpg|png)$")
 
@@ -249,14 +249,15 @@ def test_resolve_data_path(built: SamplePaths, monkeypatch: pytest.MonkeyPatch):
 
 def test_cache_root_selection(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     monkeypatch.setenv("DINO_LIB_CACHE", str(tmp_path / "env"))
-    assert sample_data.sample_data_dir() == tmp_path / "env" / "sample_data" / "v1"
-    assert sample_data.sample_data_dir(tmp_path / "arg") == tmp_path / "arg" / "sample_data" / "v1"
+    assert samples.sample_data_dir() == tmp_path / "env" / "sample_data" / "v1"
+    assert samples.sample_data_dir(tmp_path / "arg") == tmp_path / "arg" / "sample_data" / "v1"
     monkeypatch.delenv("DINO_LIB_CACHE")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert sample_data.sample_data_dir() == tmp_path / "home" / ".cache" / "dino_lib" / "sample_data" / "v1"
+    assert samples.sample_data_dir() == tmp_path / "home" / ".cache" / "dino_lib" / "sample_data" / "v1"
 
 
 def test_command_line(built: SamplePaths, capsys: pytest.CaptureFixture[str]):
+    """``python -m dino_lib.sample_data`` builds the sets and prints where each one is."""
     paths = sample_data.main(["--root", str(built.root.parent.parent)])
     out = capsys.readouterr().out
     assert paths == built
@@ -270,10 +271,10 @@ def test_failed_build_leaves_nothing_half_written(tmp_path: Path, monkeypatch: p
         (dest / "half.jpg").write_bytes(b"partial")
         raise RuntimeError("disk full")
 
-    monkeypatch.setitem(sample_data._BUILDERS, "images", broken)
+    monkeypatch.setitem(samples._BUILDERS, "images", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         ensure_sample_data(tmp_path)
-    base = sample_data.sample_data_dir(tmp_path)
+    base = samples.sample_data_dir(tmp_path)
     assert sorted(p.name for p in base.iterdir()) == []  # no folder, no stamp, no temporary build folder
 
 
@@ -283,7 +284,7 @@ def test_concurrent_builders_share_one_cache(tmp_path: Path):
 
     code = (
         "import logging, sys; logging.basicConfig(level=logging.INFO, format='%(message)s'); "
-        "from dino_lib.sample_data import ensure_sample_data; print(ensure_sample_data(sys.argv[1]).root)"
+        "from dino_lib.data.samples import ensure_sample_data; print(ensure_sample_data(sys.argv[1]).root)"
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     procs = [
@@ -300,8 +301,8 @@ def test_concurrent_builders_share_one_cache(tmp_path: Path):
     assert [p.returncode for p in procs] == [0, 0], outputs
     builds = sum(err.count("built sample data") for _, err in outputs)
     assert builds == len(COMPONENTS), outputs  # the second process waited for the first one instead of rebuilding
-    base = sample_data.sample_data_dir(tmp_path)
-    assert all(sample_data._is_current(base, c) for c in COMPONENTS)
+    base = samples.sample_data_dir(tmp_path)
+    assert all(samples._is_current(base, c) for c in COMPONENTS)
     assert not [p for p in base.iterdir() if p.name.startswith(".")]
     assert (
         len(list((base / "driving" / sample_video.RUN_NAME / "segmentation").glob("*.png"))) == sample_video.NUM_FRAMES

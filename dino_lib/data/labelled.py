@@ -5,7 +5,7 @@ folder names, as torchvision's ``ImageFolder``. Unlike the reference, problems a
 starts: a missing split, class sets that differ between train and val, a class folder without images. An image
 that cannot be decoded raises an error naming the file (at load time, so large folders are not decoded twice).
 
-``data_path`` may be ``sample:labelled`` (resolved by :func:`dino_lib.sample_data.resolve_data_path`).
+``data_path`` may be ``sample:labelled`` (resolved by :func:`dino_lib.data.samples.resolve_data_path`).
 """
 
 from __future__ import annotations
@@ -20,24 +20,21 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from dino_lib.data.decode import ImageReadError, load_rgb
+from dino_lib.data.decode import ImageReadError, check_images, load_rgb
 from dino_lib.data.image_folder import IMAGE_EXTENSIONS  # one list of readable image files for every folder reader
+from dino_lib.data.samples import resolve_data_path
 
-__all__ = ["IMAGE_EXTENSIONS", "LabelledImageFolder", "DataError", "resolve_path", "labelled_splits"]
+__all__ = [
+    "DataError",
+    "LabelledImageFolder",
+    "LabelledSplits",
+    "check_folder_images",
+    "labelled_splits",
+]
 
 
 class DataError(ValueError):
     """A labelled folder does not have the expected layout; the message names the folder and the fix."""
-
-
-def resolve_path(data_path: str | Path) -> Path:
-    """``sample:<name>[/sub]`` -> the embedded sample data; any other string is a real path."""
-    text = str(data_path)
-    if text.startswith("sample:"):
-        from dino_lib.sample_data import resolve_data_path
-
-        return Path(resolve_data_path(text))
-    return Path(text).expanduser()
 
 
 class LabelledImageFolder(Dataset):
@@ -130,8 +127,6 @@ def check_folder_images(folders: Sequence[LabelledImageFolder]) -> None:
     extracted, within the budgets of :func:`dino_lib.data.decode.check_images` (5000 decodes, 5 minutes in all),
     so a bad validation image is reported before hours of training-set extraction, not after. Raises
     :class:`DataError` listing the unreadable files."""
-    from dino_lib.data.decode import check_images
-
     files = [p for folder in folders for p, _ in folder.samples]
     bad, reasons = check_images(files, total_budget_s=300.0)
     if bad:
@@ -149,7 +144,7 @@ def labelled_splits(
     val_split: str = "val",
 ) -> LabelledSplits:
     """Build the train and val folders of ``data_path`` and check that their classes agree."""
-    root = resolve_path(data_path)
+    root = resolve_data_path(data_path)
     if not root.is_dir():
         raise DataError(
             f"data_path {data_path!s} -> {root}: folder not found; expected {train_split}/ and {val_split}/"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dino_lib.eval.data import DataError, labelled_splits
+from dino_lib.data.labelled import DataError, labelled_splits
 from dino_lib.features import eval_transform
 
 
