@@ -229,13 +229,11 @@ def _open_tensorboard(run_dir: Path) -> Any:
 
 def _attention_image(tb: Any, parts: RunParts, cfg: TrainConfig, epoch: int) -> None:
     """The teacher's last-block attention on the first k-NN image, as a TensorBoard image (ViTs only)."""
-    from dino_lib.attention import list_images
+    from dino_lib.attention.tracking import AttentionSnapshot
     from dino_lib.sample_data import resolve_data_path
-    from dino_lib.train.tracking import attention_strip
 
-    strip = attention_strip(parts.teacher.backbone, list_images(resolve_data_path(cfg.knn_data_path))[0], cfg.knn_crop)
-    if strip is not None:
-        tb.image("attention/teacher", strip, epoch)
+    snapshot = AttentionSnapshot.first_image_of(resolve_data_path(cfg.knn_data_path), cfg.knn_crop)
+    snapshot.on_epoch_end(epoch, parts.teacher, tb)
 
 
 def _knn(parts: RunParts, cfg: TrainConfig, device: torch.device) -> dict[str, float]:
