@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from dino_lib.attention import attention_maps, attention_video, resolve_video_input
+from dino_lib.attention import attention_maps, resolve_video_input, video_attention
 from dino_lib.models import build_backbone
 from dino_lib.runtime import autocast_dtype
 from dino_lib.runtime.perf import (
@@ -37,6 +37,7 @@ from dino_lib.runtime.perf import (
     peak_rss_mb,
     vit_forward_flops,
 )
+from dino_lib.viz.attention_run import write_attention_video
 
 
 def _maps_speed(model: torch.nn.Module, size: int, batch: int, reps: int, precision: str) -> tuple[dict, float]:
@@ -64,16 +65,9 @@ def _video_speed(model: torch.nn.Module, frames: int, size: int | None) -> dict:
     source = resolve_video_input("sample:driving")
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        result = attention_video(
-            model,
-            source,
-            Path(tmp) / "video.mp4",
-            patch_size=8,
-            image_size=size,
-            max_frames=frames,
-            progress=False,
-            threshold=0.6,
-        )
+        maps = video_attention(model, source, patch_size=8, image_size=size, max_frames=frames, progress=False,
+                               threshold=0.6)  # fmt: skip
+        result = write_attention_video(maps, Path(tmp) / "video.mp4")
         seconds = time.perf_counter() - start
     return {
         "frames_per_s": round(result.frames / seconds, 3),

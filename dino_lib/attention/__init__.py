@@ -1,4 +1,4 @@
-"""Self-attention maps of ViTs: extraction, mass thresholding, pre-processing geometry, videos (docs/attention.md).
+"""Self-attention maps of ViTs: extraction, mass thresholding, pre-processing geometry, video maps (docs/attention.md).
 
     from dino_lib.attention import attention_maps, mass_threshold, preprocess
     x, picture, geometry = preprocess("cat.jpg", patch_size=8, image_size=480)
@@ -9,15 +9,18 @@ Command-line twin: ``python -m dino_lib.attention --config FILE [key=value ...]`
 """
 
 from dino_lib.attention.config import AttentionConfig
+from dino_lib.attention.explorer import MapExplorer
 from dino_lib.attention.extract import AttentionMaps, attention_maps, num_prefix_tokens, selfattention, vit_tokens
 from dino_lib.attention.hooks import AttentionCapture, capture_attention
 from dino_lib.attention.pipeline import (
+    AttentionRun,
     ImageAttention,
     compute_image_maps,
     load_model,
     resolve_device,
     resolve_video_input,
     run_attention,
+    write_summary,
 )
 from dino_lib.attention.preprocess import Geometry, denormalize, list_images, load_image, preprocess
 from dino_lib.attention.threshold import (
@@ -28,7 +31,15 @@ from dino_lib.attention.threshold import (
     top_fraction_mask,
     upsample,
 )
-from dino_lib.attention.video import VideoResult, attention_video, video_fps, video_frames
+from dino_lib.attention.tracking import AttentionSnapshot
+from dino_lib.attention.video import (
+    VideoAttention,
+    VideoResult,
+    attention_frames,
+    video_attention,
+    video_fps,
+    video_frames,
+)
 
 # HIPT hierarchical heat maps are re-exported below.
 
@@ -36,12 +47,16 @@ __all__ = [
     "AttentionCapture",
     "AttentionConfig",
     "AttentionMaps",
+    "AttentionRun",
+    "AttentionSnapshot",
     "Geometry",
     "ImageAttention",
+    "MapExplorer",
+    "VideoAttention",
     "VideoResult",
     "absolute_mask",
+    "attention_frames",
     "attention_maps",
-    "attention_video",
     "capture_attention",
     "compute_image_maps",
     "denormalize",
@@ -59,8 +74,10 @@ __all__ = [
     "to_image_size",
     "top_fraction_mask",
     "upsample",
+    "video_attention",
     "video_fps",
     "video_frames",
     "vit_tokens",
+    "write_summary",
 ]
 from dino_lib.attention.hipt import HIPTHeatmaps, blend_levels, hipt_heatmaps, stitch_slide  # noqa: E402, F401

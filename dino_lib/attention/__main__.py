@@ -18,8 +18,9 @@ import logging
 import sys
 
 from dino_lib.attention.config import AttentionConfig
-from dino_lib.attention.pipeline import run_attention
+from dino_lib.attention.pipeline import run_attention, write_summary
 from dino_lib.cli import entry, parse_config, requested_task, run_folder
+from dino_lib.viz.attention_run import write_run_figures
 
 PROG = "python -m dino_lib.attention"
 _EPILOG = "With task=hipt (or task: hipt in the file) the keys are those of HIPTHeatmapConfig: see task=hipt --help."
@@ -40,7 +41,9 @@ def main(argv: list[str] | None = None) -> dict:
         return summary
     cfg = parse_config(AttentionConfig, argv, prog=PROG, description=__doc__ or "", epilog=_EPILOG)
     with run_folder(cfg):
-        summary = run_attention(cfg)
+        run = run_attention(cfg)  # maps, masks, reference PNGs
+        write_run_figures(run)  # figures, patch-PCA figure, video
+        summary = write_summary(run)
     print(json.dumps(summary, indent=2))
     return summary
 

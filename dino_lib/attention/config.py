@@ -2,7 +2,7 @@
 
 Names follow the reference scripts ``visualize_attention.py`` / ``video_generation.py`` where one exists (``arch``,
 ``patch_size``, ``pretrained_weights``, ``checkpoint_key``, ``image_size``, ``output_dir``, ``threshold``).
-Data paths accept ``sample:<set>`` (see :func:`dino_lib.sample_data.resolve_data_path`).
+Data paths accept ``sample:<set>`` (see :func:`dino_lib.data.samples.resolve_data_path`).
 """
 
 from __future__ import annotations

@@ -129,6 +129,47 @@ def _patch_query_attention(attn: nn.Module, x: torch.Tensor, n_prefix: int, chun
     return total / (t - n_prefix)
 
 
+def _query_slice(model: nn.Module, query: Query, n_prefix: int, grid_hw: tuple[int, int]) -> slice:
+    """The token rows of ``query``: the CLS row, every row (``"mean"``) or one patch's row."""
+    h, w = grid_hw
+    if query == "cls":
+        if n_prefix < 1 or getattr(model, "cls_token", True) is None:
+            raise ValueError("query='cls' needs a model with a class token; use query='mean' or a (row, col) patch")
+        return slice(0, 1)
+    if query == "mean":
+        return slice(None)
+    if isinstance(query, tuple | list) and len(query) == 2:
+        r, c = int(query[0]), int(query[1])
+        if not (0 <= r < h and 0 <= c < w):
+            raise IndexError(f"query patch {(r, c)} outside the {h}x{w} grid")
+        idx = n_prefix + r * w + c
+        return slice(idx, idx + 1)
+    raise ValueError(f"query must be 'cls', 'mean' or (row, col), got {query!r}")
+
+
+def _captured_rows(
+    model: nn.Module, images: torch.Tensor, wanted: list[int], rows: slice, n_prefix: int, *,
+    mean: bool, chunk: int, dtype: torch.dtype | None,
+) -> torch.Tensor:  # fmt: skip
+    """One forward pass up to the last wanted block; the query's attention row of each wanted block.
+
+    Returns ``(B, L, heads, T)`` fp32 (``mean``: the mean over patch query rows, chunked).
+    """
+    captured: dict[int, torch.Tensor] = {}
+    with autocast_context(images, dtype):
+        x = vit_tokens(model, images)  # (B, n_prefix + h*w, D)
+        for i, blk in enumerate(model.blocks[: max(wanted) + 1]):
+            if i in wanted:
+                xn = blk.norm1(x)
+                if mean:
+                    captured[i] = _patch_query_attention(blk.attn, xn, n_prefix, chunk)  # (B, heads, T)
+                else:
+                    captured[i] = _query_rows_attention(blk.attn, xn, rows)[:, :, 0]  # (B, heads, T)
+            if i < max(wanted):
+                x = blk(x)
+    return torch.stack([captured[i] for i in wanted], dim=1).float()  # (B, L, heads, T)
+
+
 @torch.no_grad()
 def attention_maps(
     model: nn.Module,
@@ -162,34 +203,9 @@ def attention_maps(
     wanted = _resolve_layers(layers, depth)
     n_prefix = num_prefix_tokens(model)
     h, w = _grid(model, images)
-    if query == "cls":
-        if n_prefix < 1 or getattr(model, "cls_token", True) is None:
-            raise ValueError("query='cls' needs a model with a class token; use query='mean' or a (row, col) patch")
-        rows: torch.Tensor | slice = slice(0, 1)
-    elif query == "mean":
-        rows = slice(None)
-    elif isinstance(query, tuple | list) and len(query) == 2:
-        r, c = int(query[0]), int(query[1])
-        if not (0 <= r < h and 0 <= c < w):
-            raise IndexError(f"query patch {(r, c)} outside the {h}x{w} grid")
-        idx = n_prefix + r * w + c
-        rows = slice(idx, idx + 1)
-    else:
-        raise ValueError(f"query must be 'cls', 'mean' or (row, col), got {query!r}")
-
-    captured: dict[int, torch.Tensor] = {}
-    with autocast_context(images, dtype):
-        x = vit_tokens(model, images)  # (B, n_prefix + h*w, D)
-        for i, blk in enumerate(model.blocks[: max(wanted) + 1]):
-            if i in wanted:
-                xn = blk.norm1(x)
-                if query == "mean":
-                    captured[i] = _patch_query_attention(blk.attn, xn, n_prefix, query_chunk)  # (B, heads, T)
-                else:
-                    captured[i] = _query_rows_attention(blk.attn, xn, rows)[:, :, 0]  # (B, heads, T)
-            if i < max(wanted):
-                x = blk(x)
-    stacked = torch.stack([captured[i] for i in wanted], dim=1).float()  # (B, L, heads, T)
+    rows = _query_slice(model, query, n_prefix, (h, w))
+    mean = query == "mean"
+    stacked = _captured_rows(model, images, wanted, rows, n_prefix, mean=mean, chunk=query_chunk, dtype=dtype)
     if stacked.shape[-1] != n_prefix + h * w:
         raise RuntimeError(
             f"token count {stacked.shape[-1]} != {n_prefix} prefix + {h}x{w} patches; the model's patch grid "

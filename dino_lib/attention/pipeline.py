@@ -2,7 +2,10 @@
 
 ``load_model`` builds the ViT and loads local weights (never downloads; a missing file is an error);
 ``compute_image_maps`` pre-processes images and extracts maps in batches of equal-size inputs; ``run_attention``
-writes, per image, the reference files plus head-grid and mask figures, and the attention video.
+computes everything a run shows (maps, masks, patch-PCA colours, the video's grid maps) and writes the data files:
+``config.yaml`` and, per image, the reference files and ``pca_rgb.png``. The figures and the video are drawn from
+the returned :class:`AttentionRun` by :func:`dino_lib.viz.attention_run.write_run_figures`; :func:`write_summary`
+then writes ``summary.json``.
 """
 
 from __future__ import annotations
@@ -20,11 +23,17 @@ import torch.nn as nn
 
 from dino_lib.attention.config import AttentionConfig
 from dino_lib.attention.extract import attention_maps
+from dino_lib.attention.patch_pca import PatchPCA, grid_to_picture, image_patch_pca
 from dino_lib.attention.preprocess import Geometry, list_images, preprocess
+from dino_lib.attention.render import save_reference_pngs
 from dino_lib.attention.threshold import mass_threshold, to_image_size
+from dino_lib.attention.video import VideoAttention, video_attention
 from dino_lib.runtime import autocast_dtype, resolve_device, resolve_precision
+from dino_lib.utils.io import atomic_write_text, write_png
 
 __all__ = [
+    "AttentionRun",
+    "PatchPCAImages",
     "ImageAttention",
     "resolve_device",
     "load_model",
@@ -33,9 +42,19 @@ __all__ = [
     "resolve_video_input",
     "run_attention",
     "write_patch_pca",
+    "write_summary",
 ]
 
 logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class PatchPCAImages:
+    """Patch-PCA colours of a run's images: the PCA, the pictures it covers, their names."""
+
+    pca: PatchPCA
+    pictures: list[np.ndarray]
+    names: list[str]
 
 
 @dataclasses.dataclass
@@ -51,6 +70,37 @@ class ImageAttention:
     def upsampled(self, layer_pos: int = 0, mode: str = "nearest") -> torch.Tensor:
         """``(heads, H, W)`` maps of one layer at picture size."""
         return to_image_size(self.maps[layer_pos], self.geometry, mode=mode)
+
+    def masks(self, threshold: float, layer_pos: int = 0) -> torch.Tensor:
+        """``(heads, H, W)`` attention-mass masks of one layer at picture size (nearest up-sampling)."""
+        return to_image_size(mass_threshold(self.maps[layer_pos], threshold), self.geometry)
+
+
+@dataclasses.dataclass
+class AttentionRun:
+    """What :func:`run_attention` computed; the figures and the video are drawn from it.
+
+    Attributes:
+        cfg: the parameters.
+        model: the model, on its device.
+        results: the maps of every image (first layer: ``cfg.layer``).
+        dtype: the autocast dtype of the forward passes.
+        summary: what ``summary.json`` will hold (images now; ``patch_pca`` and ``video`` once written).
+        pca: the patch-PCA colours, the pictures they cover and their names (``cfg.patch_pca``), else ``None``.
+        video: the grid maps of ``cfg.video_input``, else ``None``.
+    """
+
+    cfg: AttentionConfig
+    model: nn.Module
+    results: list[ImageAttention]
+    dtype: torch.dtype | None
+    summary: dict[str, Any]
+    pca: PatchPCAImages | None = None
+    video: VideoAttention | None = None
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.cfg.output_dir)
 
 
 def load_model(cfg: AttentionConfig) -> nn.Module:
@@ -119,35 +169,53 @@ def resolve_video_input(value: str) -> Path:
     return runs[0] if runs else path
 
 
-def write_patch_pca(cfg: AttentionConfig, model: nn.Module, results: Sequence[ImageAttention], out: Path) -> str:
-    """PCA colours of the patch features of every image: ``patch_pca.png`` and ``<image>/pca_rgb.png``."""
-    import matplotlib.pyplot as plt
-
-    from dino_lib.attention.patch_pca import grid_to_picture, image_patch_pca
-    from dino_lib.utils.io import atomic_write_bytes
-    from dino_lib.viz.attention import png_bytes, save_figure
-    from dino_lib.viz.pca import patch_pca_figure
-
+def write_patch_pca(cfg: AttentionConfig, model: nn.Module, results: Sequence[ImageAttention]) -> PatchPCAImages:
+    """PCA colours of the patch features of every image; writes ``<image>/pca_rgb.png`` and returns the arrays."""
     # the pictures are already resized (and cropped in "reference" mode): pre-processing them again is exact
     pca, pictures, geometries = image_patch_pca(
         model, [r.picture for r in results], patch_size=cfg.patch_size, image_size=None, mode=cfg.preprocessing
     )
+    out = Path(cfg.output_dir)
     for res, rgb, geometry in zip(results, pca.rgb, geometries):
-        colours = (grid_to_picture(rgb, geometry) * 255).round().astype(np.uint8)
-        atomic_write_bytes(out / res.name / "pca_rgb.png", png_bytes(colours))
-    explained = ", ".join(f"{v:.2f}" for v in pca.explained)
-    fig = patch_pca_figure(
-        pictures, pca.rgb, pca.first, names=[r.name for r in results], title=f"variance explained: {explained}"
-    )
-    path = save_figure(fig, out / "patch_pca.png")
-    plt.close(fig)
-    return str(path)
+        write_png(out / res.name / "pca_rgb.png", (grid_to_picture(rgb, geometry) * 255).round().astype(np.uint8))
+    return PatchPCAImages(pca, list(pictures), [r.name for r in results])
+
+
+def _image_maps_of(cfg: AttentionConfig, model: nn.Module, dtype: torch.dtype | None) -> list[ImageAttention]:
+    """Maps of ``cfg.layer`` for the selected images of ``cfg.image_dir``."""
+    from dino_lib.data.samples import resolve_data_path
+
+    files = select_images(list_images(resolve_data_path(cfg.image_dir)), cfg.max_images)
+    return compute_image_maps(
+        model, files, patch_size=cfg.patch_size, image_size=cfg.image_size_arg, mode=cfg.preprocessing,
+        layers=(cfg.layer,), query=cfg.query, batch_size=cfg.batch_size, dtype=dtype,
+    )  # fmt: skip
+
+
+def _write_reference_files(run: AttentionRun) -> None:
+    """Per image: ``img.png``, ``attn-head{j}.png`` and (with a threshold) ``mask_th{t}_head{j}.png``."""
+    cfg = run.cfg
+    for res in run.results:
+        masks = res.masks(cfg.threshold) if cfg.threshold is not None else None
+        folder = run.output_dir / res.name
+        save_reference_pngs(folder, res.picture, res.upsampled(), masks, threshold=cfg.threshold)
+        run.summary["images"].append({"name": res.name, "grid_hw": list(res.geometry.grid_hw), "folder": str(folder)})
+
+
+def _video_maps(cfg: AttentionConfig, model: nn.Module, dtype: torch.dtype | None) -> VideoAttention:
+    source = resolve_video_input(cfg.video_input)  # type: ignore[arg-type]
+    return video_attention(
+        model, source, patch_size=cfg.patch_size, fps=cfg.video_fps, image_size=cfg.video_size,
+        mode=cfg.preprocessing, layer=cfg.layer, threshold=cfg.video_threshold, batch_size=cfg.batch_size,
+        max_frames=cfg.video_max_frames, dtype=dtype,
+    )  # fmt: skip
 
 
 def run_attention(
     cfg: AttentionConfig, model: nn.Module | None = None, results: Sequence[ImageAttention] | None = None
-) -> dict[str, Any]:
-    """Compute and write everything the notebook and the CLI produce; returns a summary (also ``summary.json``).
+) -> AttentionRun:
+    """Compute everything the notebook and the CLI show and write the data files (``config.yaml``, per image the
+    reference PNGs and ``pca_rgb.png``); figures, the video and ``summary.json`` come after (module docstring).
 
     Args:
         cfg: the parameters.
@@ -155,67 +223,24 @@ def run_attention(
         results: maps already computed by :func:`compute_image_maps` whose first layer is ``cfg.layer`` (the
             notebook passes its own, so the forward passes are not repeated).
     """
-    import matplotlib.pyplot as plt
-
     from dino_lib.config import save_run_config
-    from dino_lib.data.samples import resolve_data_path
-    from dino_lib.utils.io import atomic_write_text
-    from dino_lib.viz.attention import head_grid_figure, mask_figure, save_figure, save_reference_pngs
 
-    out = Path(cfg.output_dir)
     device = resolve_device(cfg.device)
     model = (model or load_model(cfg)).to(device)
     dtype = autocast_dtype(resolve_precision(cfg.precision, device))
-    if results is None:
-        files = select_images(list_images(resolve_data_path(cfg.image_dir)), cfg.max_images)
-        results = compute_image_maps(
-            model,
-            files,
-            patch_size=cfg.patch_size,
-            image_size=cfg.image_size_arg,
-            mode=cfg.preprocessing,
-            layers=(cfg.layer,),
-            query=cfg.query,
-            batch_size=cfg.batch_size,
-            dtype=dtype,
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    save_run_config(cfg, out)  # the inputs are read and the model ran: outputs from here on
-    summary: dict[str, Any] = {"images": [], "video": None}
-    for res in results:
-        maps = res.upsampled()  # (heads, H, W)
-        masks = None
-        if cfg.threshold is not None:
-            masks = to_image_size(mass_threshold(res.maps[0], cfg.threshold), res.geometry)
-        folder = out / res.name
-        save_reference_pngs(folder, res.picture, maps, masks, threshold=cfg.threshold)
-        fig = head_grid_figure(res.picture, res.upsampled(mode="bilinear"), normalization=cfg.normalization, alpha=0.6)
-        save_figure(fig, out / f"{res.name}_heads.png")
-        plt.close(fig)
-        if masks is not None:
-            fig = mask_figure(res.picture, masks, threshold=cfg.threshold)
-            save_figure(fig, out / f"{res.name}_masks.png")
-            plt.close(fig)
-        summary["images"].append({"name": res.name, "grid_hw": list(res.geometry.grid_hw), "folder": str(folder)})
+    results = list(results) if results is not None else _image_maps_of(cfg, model, dtype)
+    run = AttentionRun(cfg, model, results, dtype, {"images": [], "video": None})
+    run.output_dir.mkdir(parents=True, exist_ok=True)
+    save_run_config(cfg, run.output_dir)  # the inputs are read and the model ran: outputs from here on
+    _write_reference_files(run)
     if cfg.patch_pca and results:
-        summary["patch_pca"] = write_patch_pca(cfg, model, results, out)
+        run.pca = write_patch_pca(cfg, model, results)
     if cfg.video_input:
-        from dino_lib.attention.video import attention_video
+        run.video = _video_maps(cfg, model, dtype)
+    return run
 
-        video = attention_video(
-            model,
-            resolve_video_input(cfg.video_input),
-            out / f"video.{cfg.video_format}",
-            patch_size=cfg.patch_size,
-            fps=cfg.video_fps,
-            image_size=cfg.video_size,
-            mode=cfg.preprocessing,
-            layer=cfg.layer,
-            threshold=cfg.video_threshold,
-            batch_size=cfg.batch_size,
-            max_frames=cfg.video_max_frames,
-            dtype=dtype,
-        )
-        summary["video"] = {"path": str(video.path), "frames": video.frames, "fps": video.fps}
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
-    return summary
+
+def write_summary(run: AttentionRun) -> dict[str, Any]:
+    """Write ``summary.json`` (the run's images, and the patch-PCA figure and video once written); returns it."""
+    atomic_write_text(run.output_dir / "summary.json", json.dumps(run.summary, indent=2))
+    return run.summary

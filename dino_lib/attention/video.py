@@ -11,7 +11,9 @@ Differences from the reference ``video_generation.py`` (each a fix of a listed d
 * every frame is brought to the first frame's size, so the output size is constant;
 * fps comes from the source file unless given; an empty input is an error.
 
-The encoder is :func:`dino_lib.viz.video.write_video` (MP4 through PyAV, or GIF).
+Pass 1 is :func:`video_attention` (the model runs; grid maps come out), pass 2 :func:`attention_frames` (the frames
+are drawn as arrays); ``dino_lib.viz.attention_run.write_attention_video`` encodes them with
+``dino_lib.viz.video.write_video`` (MP4 through PyAV, or GIF).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import dataclasses
 import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -29,10 +31,19 @@ from PIL import Image
 
 from dino_lib.attention.extract import attention_maps
 from dino_lib.attention.preprocess import IMAGE_SUFFIXES, Geometry, Preprocessing, preprocess
+from dino_lib.attention.render import colorize, mask_overlay, overlay
 from dino_lib.attention.threshold import mass_threshold, to_image_size
 from dino_lib.data.decode import load_rgb
 
-__all__ = ["VideoResult", "video_frames", "video_fps", "attention_video", "VIDEO_SUFFIXES"]
+__all__ = [
+    "VideoAttention",
+    "VideoResult",
+    "video_frames",
+    "video_fps",
+    "video_attention",
+    "attention_frames",
+    "VIDEO_SUFFIXES",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +52,7 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".gif")
 
 @dataclasses.dataclass
 class VideoResult:
-    """What :func:`attention_video` wrote."""
+    """What ``dino_lib.viz.attention_run.write_attention_video`` wrote."""
 
     path: Path
     frames: int
@@ -109,70 +120,53 @@ def _prepare(frame: np.ndarray, first_hw: tuple[int, int] | None, **kw) -> tuple
     return preprocess(frame, **kw)
 
 
-@torch.no_grad()
-def attention_video(
-    model: nn.Module,
-    source: str | Path,
-    output: str | Path,
-    *,
-    patch_size: int,
-    fps: float | None = None,
-    image_size: int | Sequence[int] | None = None,
-    mode: Preprocessing = "pad",
-    layer: int = -1,
-    heads: Sequence[int] | None = None,
-    threshold: float | None = None,
-    normalization: Literal["clip", "frame"] = "clip",
-    render: Literal["overlay", "map"] = "overlay",
-    alpha: float = 0.6,
-    cmap: str = "inferno",
-    batch_size: int = 8,
-    max_frames: int | None = None,
-    dtype: torch.dtype | None = None,
-    progress: bool = True,
-) -> VideoResult:
-    """Render the CLS attention (mean over ``heads``, all by default) of every frame into a video.
+@dataclasses.dataclass
+class VideoAttention:
+    """Grid-resolution attention of every frame of a clip (pass 1), enough to render the frames again (pass 2).
 
-    Args:
-        model: ViT in eval mode (its device is used).
-        source: video file or folder of frames.
-        output: ``.mp4`` or ``.gif`` path.
-        patch_size, image_size, mode: pre-processing (see :func:`dino_lib.attention.preprocess.preprocess`).
-        fps: output frame rate; default: the source's, else 30 (the reference default).
-        layer, heads: which block and heads.
-        threshold: attention-mass fraction; when set, the kept region is tinted and outlined.
-        normalization: ``"clip"`` (one colour range) or ``"frame"`` (per-frame min-max, the reference).
-        render: ``"overlay"`` (map blended over the frame) or ``"map"`` (the colour map alone, the reference).
-        batch_size: frames per forward pass.
-        max_frames: stop after this many frames.
-        dtype: autocast dtype (e.g. ``torch.bfloat16``).
-        progress: show a progress bar (tqdm.auto; honours ``TQDM_DISABLE``).
-
-    Returns:
-        :class:`VideoResult`.
+    Attributes:
+        source: the video file or folder of frames.
+        maps: ``(N, h, w)`` mean-over-heads maps on the patch grid.
+        masks: ``(N, h, w)`` attention-mass masks, or ``None`` without a threshold.
+        geometry: the pre-processing geometry of the frames.
+        fps: frame rate of the output.
+        threshold: the attention-mass fraction of ``masks``.
+        preprocessing: the keyword arguments of :func:`~dino_lib.attention.preprocess.preprocess` used.
+        first_hw: the first frame's size; later frames are brought to it.
+        max_frames: the frame limit used in pass 1.
     """
+
+    source: Path
+    maps: torch.Tensor
+    masks: torch.Tensor | None
+    geometry: Geometry
+    fps: float
+    threshold: float | None
+    preprocessing: dict[str, Any]
+    first_hw: tuple[int, int]
+    max_frames: int | None = None
+
+    @property
+    def frames(self) -> int:
+        return int(self.maps.shape[0])
+
+
+def _frame_total(source: Path, max_frames: int | None) -> int | None:
+    total = None if not source.is_dir() else len(_frame_files(source))
+    return min(total, max_frames) if total is not None and max_frames is not None else total
+
+
+def _grid_maps(
+    model: nn.Module, source: Path, kw: dict[str, Any], *, layer: int, heads: Sequence[int] | None,
+    batch_size: int, max_frames: int | None, dtype: torch.dtype | None, progress: bool,
+) -> tuple[torch.Tensor, Geometry, tuple[int, int]]:  # fmt: skip
+    """Pass 1: mean-over-heads grid maps ``(N, h, w)`` of every frame; no frame is kept."""
     from tqdm.auto import tqdm
 
-    from dino_lib.viz.attention import colorize, mask_overlay, overlay
-    from dino_lib.viz.video import write_video
-
-    source = Path(source)
-    if not source.exists():
-        raise FileNotFoundError(f"video input {source} does not exist; pass a video file or a folder of frames")
-    if Path(output).suffix.lower() not in (".mp4", ".gif", ".mov", ".mkv"):
-        raise ValueError(f"video output {output}: expected a .mp4 or .gif path")
     device = next(model.parameters()).device
-    fps = fps or video_fps(source) or 30.0
-    kw = {"patch_size": patch_size, "image_size": image_size, "mode": mode}
-    total = None if not source.is_dir() else len(_frame_files(source))
-    if total is not None and max_frames is not None:
-        total = min(total, max_frames)
-    bar = tqdm(total=total, desc="attention (frames)", unit="frame", disable=not progress)
-
-    # pass 1: grid maps only (B x h x w floats per batch), no frames kept
+    bar = tqdm(total=_frame_total(source, max_frames), desc="attention (frames)", unit="frame", disable=not progress)
     grid_maps: list[torch.Tensor] = []
-    first_hw = None
-    geometry = None
+    first_hw, geometry = None, None
     for batch in _batches(video_frames(source, max_frames), batch_size):
         first_hw = first_hw or batch[0].shape[:2]
         prepared = [_prepare(f, first_hw, **kw) for f in batch]
@@ -182,24 +176,82 @@ def attention_video(
         grid_maps.append(maps.mean(dim=1).cpu())  # (B, h, w)
         bar.update(len(batch))
     bar.close()
-    if geometry is None:
+    if geometry is None or first_hw is None:
         raise ValueError(f"video input {source} has no frames")
-    all_maps = torch.cat(grid_maps)  # (N, h, w)
-    masks = mass_threshold(all_maps, threshold) if threshold is not None else None
-    lo, hi = float(all_maps.min()), float(all_maps.max())
+    return torch.cat(grid_maps), geometry, first_hw  # (N, h, w)
 
-    def rendered() -> Iterator[np.ndarray]:
-        for i, frame in enumerate(video_frames(source, max_frames)):
-            _, picture, geo = _prepare(frame, first_hw, **kw)
-            m = to_image_size(all_maps[i], geo).numpy()
-            a, b = (lo, hi) if normalization == "clip" else (float(m.min()), float(m.max()))
-            m01 = np.clip((m - a) / max(b - a, 1e-12), 0, 1)
-            out = overlay(picture, m01, alpha=alpha, cmap=cmap) if render == "overlay" else colorize(m01, cmap)
-            if masks is not None:
-                out = mask_overlay(out, to_image_size(masks[i], geo).numpy(), alpha=0.35)
-            yield out
 
-    path = Path(output)
-    write_video(rendered(), path, fps=fps)
-    logger.info("wrote %s: %d frames at %.2f fps", path, len(all_maps), fps)
-    return VideoResult(path, len(all_maps), float(fps), geometry.display_hw, threshold)
+@torch.no_grad()
+def video_attention(
+    model: nn.Module,
+    source: str | Path,
+    *,
+    patch_size: int,
+    fps: float | None = None,
+    image_size: int | Sequence[int] | None = None,
+    mode: Preprocessing = "pad",
+    layer: int = -1,
+    heads: Sequence[int] | None = None,
+    threshold: float | None = None,
+    batch_size: int = 8,
+    max_frames: int | None = None,
+    dtype: torch.dtype | None = None,
+    progress: bool = True,
+) -> VideoAttention:
+    """The CLS attention (mean over ``heads``, all by default) of every frame, on the patch grid.
+
+    Args:
+        model: ViT in eval mode (its device is used).
+        source: video file or folder of frames.
+        patch_size, image_size, mode: pre-processing (see :func:`dino_lib.attention.preprocess.preprocess`).
+        fps: output frame rate; default: the source's, else 30 (the reference default).
+        layer, heads: which block and heads.
+        threshold: attention-mass fraction; when set, ``masks`` holds the kept region of every frame.
+        batch_size: frames per forward pass.
+        max_frames: stop after this many frames.
+        dtype: autocast dtype (e.g. ``torch.bfloat16``).
+        progress: show a progress bar (tqdm.auto; honours ``TQDM_DISABLE``).
+
+    Returns:
+        :class:`VideoAttention`; :func:`attention_frames` renders it, ``dino_lib.viz.attention_run.
+        write_attention_video`` encodes it.
+    """
+    source = Path(source)
+    if not source.exists():
+        raise FileNotFoundError(f"video input {source} does not exist; pass a video file or a folder of frames")
+    kw = {"patch_size": patch_size, "image_size": image_size, "mode": mode}
+    maps, geometry, first_hw = _grid_maps(
+        model, source, kw, layer=layer, heads=heads, batch_size=batch_size, max_frames=max_frames, dtype=dtype,
+        progress=progress,
+    )  # fmt: skip
+    masks = mass_threshold(maps, threshold) if threshold is not None else None
+    fps = fps or video_fps(source) or 30.0
+    return VideoAttention(source, maps, masks, geometry, float(fps), threshold, kw, first_hw, max_frames)
+
+
+def attention_frames(
+    video: VideoAttention,
+    *,
+    normalization: Literal["clip", "frame"] = "clip",
+    render: Literal["overlay", "map"] = "overlay",
+    alpha: float = 0.6,
+    cmap: str = "inferno",
+) -> Iterator[np.ndarray]:
+    """Pass 2: the ``(H, W, 3)`` uint8 frames of an attention video, decoded again and drawn one at a time.
+
+    Args:
+        video: the maps of :func:`video_attention`.
+        normalization: ``"clip"`` (one colour range) or ``"frame"`` (per-frame min-max, the reference).
+        render: ``"overlay"`` (map blended over the frame) or ``"map"`` (the colour map alone, the reference).
+        alpha, cmap: opacity and colour map of the overlay; the mask (when present) is tinted at 0.35.
+    """
+    lo, hi = float(video.maps.min()), float(video.maps.max())
+    for i, frame in enumerate(video_frames(video.source, video.max_frames)):
+        _, picture, geo = _prepare(frame, video.first_hw, **video.preprocessing)
+        m = to_image_size(video.maps[i], geo).numpy()
+        a, b = (lo, hi) if normalization == "clip" else (float(m.min()), float(m.max()))
+        m01 = np.clip((m - a) / max(b - a, 1e-12), 0, 1)
+        out = overlay(picture, m01, alpha=alpha, cmap=cmap) if render == "overlay" else colorize(m01, cmap)
+        if video.masks is not None:
+            out = mask_overlay(out, to_image_size(video.masks[i], geo).numpy(), alpha=0.35)
+        yield out

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dino_lib.cli import entry, parse_config, run_folder
 from dino_lib.metrics.config import MetricsConfig
 from dino_lib.metrics.pipeline import run_metrics
+from dino_lib.viz.metrics import write_run_outputs
 
 PROG = "python -m dino_lib.metrics"
 
@@ -24,7 +25,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = parse_config(MetricsConfig, argv, prog=PROG, description=__doc__ or "")
     with run_folder(cfg):
-        run = run_metrics(cfg)
+        run = run_metrics(cfg)  # tables
+        write_run_outputs(run)  # figures and video
     import pandas as pd
 
     with pd.option_context("display.width", 160, "display.max_columns", 20):

@@ -1,13 +1,13 @@
-"""The metrics step end to end: resolve inputs (or make a stand-in), evaluate, write tables, figures and a video.
+"""The metrics step end to end: resolve inputs (or make a stand-in), evaluate, write the tables.
 
 Used by ``python -m dino_lib.metrics`` and by the ``segmentation_metrics`` notebook (which calls the same pieces and
-displays them). Outputs under ``output_dir``::
+displays them). :func:`run_metrics` writes under ``output_dir``::
 
     config.yaml                     resolved parameters + versions
     *.csv                           tables (dino_lib.metrics.report)
-    figures/overlay_<run>_<frame>.png, figures/iou_vs_distance.png, figures/failure_gallery.png,
-    figures/confidence_<run>_<frame>.png (when soft probabilities exist)
-    video_<run>.mp4|gif             GT | prediction | errors for every frame of the first run
+
+and returns the :class:`MetricsRun` from which :func:`dino_lib.viz.metrics.write_run_outputs` draws the figures
+(``figures/*.png``) and the video (``video_<run>.mp4|gif``).
 """
 
 from __future__ import annotations
@@ -36,8 +36,6 @@ __all__ = [
     "prepare",
     "evaluate",
     "overlay_frames",
-    "write_figures",
-    "write_run_video",
     "run_metrics",
     "palette_for",
 ]
@@ -144,99 +142,13 @@ def overlay_frames(run: MetricsRun) -> list[tuple[str, str]]:
     return picks
 
 
-def write_figures(run: MetricsRun) -> dict[str, Path]:
-    """Overlays, confidence maps, the decay curve and the failure gallery as PNGs under ``output_dir/figures``."""
-    import matplotlib.pyplot as plt
-
-    from dino_lib.viz.segmentation import failure_gallery, plot_confidence, plot_overlays
-
-    out = Path(run.cfg.output_dir) / "figures"
-    out.mkdir(parents=True, exist_ok=True)
-    files: dict[str, Path] = {}
-
-    def save(fig, name: str) -> None:
-        from dino_lib.utils.io import atomic_write
-
-        files[name] = atomic_write(out / f"{name}.png", lambda p: fig.savefig(p, format="png", dpi=90))
-        plt.close(fig)
-
-    for run_name, stem in overlay_frames(run):
-        image, gt, pred = run.load(run_name, stem)
-        save(
-            plot_overlays(
-                image,
-                gt,
-                pred,
-                run.palette,
-                run.class_names,
-                title=f"{run_name} / {stem}",
-                ignore_index=run.cfg.ignore_index if run.cfg.mode == "semantic" else 255,
-            ),
-            f"overlay_{run_name}_{stem}",
-        )
-        r = run.result(run_name)
-        if isinstance(r, RunResult):
-            probs = io.read_probs(r.pred_dir, stem, r.prob_classes)
-            if probs is not None:
-                save(plot_confidence(image, probs, title=f"{run_name} / {stem}"), f"confidence_{run_name}_{stem}")
-    if isinstance(run.report, SemanticReport):
-        curve = run.report.curve
-        fig, ax = plt.subplots(figsize=(5, 3.2))
-        for name, df in curve.groupby("run", sort=False):
-            ax.plot(df["distance"], df["miou_present"], marker="o", label=str(name))
-        ax.set_xlabel("frames since the last label frame")
-        ax.set_ylabel("mIoU (present classes)")
-        ax.set_ylim(0, 1)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        save(fig, "iou_vs_distance")
-        if run.cfg.gallery_per_class:
-            fci = run.report.frame_class_iou
-            if not fci[fci["evaluated"]].empty:
-                save(
-                    failure_gallery(
-                        fci,
-                        run.load,
-                        run.palette,
-                        run.class_names,
-                        per_class=run.cfg.gallery_per_class,
-                        max_classes=run.cfg.gallery_classes,
-                        ignore_index=run.cfg.ignore_index,
-                    ),
-                    "failure_gallery",
-                )
-    return files
-
-
-def write_run_video(run: MetricsRun, result: RunResult | DavisResult | None = None) -> Path | None:
-    """GT | prediction | errors for every frame of a run as ``output_dir/video_<run>.<mp4|gif>``."""
-    from dino_lib.viz.segmentation import side_by_side
-    from dino_lib.viz.video import write_video
-
-    if run.cfg.video is None:
-        return None
-    result = result or run.results[0]
-    ignore = run.cfg.ignore_index if run.cfg.mode == "semantic" else 255
-
-    def frames():
-        for stem in result.stems:
-            image, gt, pred = load_frame(result, stem)
-            yield side_by_side(image, gt, pred, run.palette, with_errors=True, ignore_index=ignore)
-
-    return write_video(frames(), Path(run.cfg.output_dir) / f"video_{result.name}.{run.cfg.video}", fps=run.cfg.fps)
-
-
 def run_metrics(cfg: MetricsConfig) -> MetricsRun:
-    """The whole step: inputs -> tables (CSV) -> figures -> video; returns the :class:`MetricsRun`."""
+    """Inputs -> tables (CSV); returns the :class:`MetricsRun` (figures and video: ``dino_lib.viz.metrics``)."""
     out = Path(cfg.output_dir)
     predictions, standin = prepare(cfg)
     run = evaluate(cfg, predictions, standin)  # checks every input before anything is written
     save_run_config(cfg, out)
     run.files.update(run.report.save(out))
-    run.files.update(write_figures(run))
-    video = write_run_video(run)
-    if video is not None:
-        run.files["video"] = video
     if standin:
         logger.warning("scores above are for DEMO STAND-IN predictions (%s)", standin)
     return run

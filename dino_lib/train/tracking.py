@@ -1,9 +1,11 @@
-"""TensorBoard output beside ``log.jsonl``: the same records as scalars, and attention maps at each k-NN monitor.
+"""TensorBoard output beside ``log.jsonl``: the same records as scalars, and images handed in by callbacks.
 
 ``tensorboard: true`` writes event files to ``RUN_DIR/tb/`` with torch's ``SummaryWriter`` (the optional
 ``tensorboard`` package); view them with ``tensorboard --logdir RUN_DIR/tb``. Iteration records go to ``train/*``
 (loss, lr, wd, momentum, teacher temperature and entropy, centre norm) and ``speed/*`` (images/s, data-wait
 fraction) at the global iteration; epoch records to ``epoch/*`` and the k-NN accuracies to ``knn/*`` at the epoch.
+Images (e.g. the attention snapshots of :class:`dino_lib.attention.tracking.AttentionSnapshot`) go through
+:meth:`TensorBoardWriter.image`.
 """
 
 from __future__ import annotations
@@ -12,10 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-import torch.nn as nn
 
-__all__ = ["TensorBoardWriter", "attention_strip"]
+__all__ = ["TensorBoardWriter"]
 
 _ITER = {
     "loss": "train/loss",
@@ -83,22 +83,3 @@ class TensorBoardWriter:
 
     def close(self) -> None:
         self.writer.close()
-
-
-@torch.no_grad()
-def attention_strip(backbone: nn.Module, image: str | Path, image_size: int) -> np.ndarray | None:
-    """The image followed by the last block's CLS attention of every head over it, side by side (uint8 HWC).
-
-    ``None`` for backbones without attention (CNNs). Each map is scaled to [0, 1] on its own, as in the paper's
-    figures.
-    """
-    from dino_lib.attention import attention_maps, preprocess, to_image_size
-    from dino_lib.viz.attention import normalize_maps, overlay
-
-    if not hasattr(backbone, "blocks") or not hasattr(backbone, "patch_size"):
-        return None
-    device = next(backbone.parameters()).device
-    x, picture, geometry = preprocess(image, patch_size=int(backbone.patch_size), image_size=image_size)
-    maps = attention_maps(backbone, x[None].to(device)).maps[0, 0].float().cpu()  # (heads, h, w)
-    full = normalize_maps(to_image_size(maps, geometry, mode="bilinear"))  # (heads, H, W) in [0, 1]
-    return np.concatenate([picture, *(overlay(picture, m, alpha=0.6) for m in full)], axis=1)

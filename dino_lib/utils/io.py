@@ -1,4 +1,4 @@
-"""Atomic file writes and safe checkpoint reading.
+"""Atomic file writes (checkpoints, text, PNGs of arrays) and safe checkpoint reading.
 
 Outputs are written to a temporary name in the destination folder and renamed, so a crash or a kill never
 leaves a half-written file under the final name.
@@ -21,6 +21,8 @@ __all__ = [
     "atomic_write",
     "atomic_write_text",
     "atomic_write_bytes",
+    "png_bytes",
+    "write_png",
     "atomic_torch_save",
     "safe_torch_load",
     "is_safetensors_file",
@@ -59,6 +61,22 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return atomic_write(path, lambda p: p.write_bytes(data))
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    """PNG bytes of an ``(H, W, 3)`` uint8 array or an ``(H, W)`` [0, 1] map."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    if array.dtype != np.uint8:
+        array = (np.clip(array, 0, 1) * 255).round().astype(np.uint8)
+    Image.fromarray(array).save(buf, format="png")
+    return buf.getvalue()
+
+
+def write_png(path: str | Path, array: np.ndarray) -> Path:
+    """Write an array (see :func:`png_bytes`) as a PNG file atomically."""
+    return atomic_write_bytes(path, png_bytes(array))
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

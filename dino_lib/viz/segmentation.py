@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from dino_lib.viz.figures import finish_figure
+
 __all__ = [
     "ERROR_COLOURS",
     "colourise",
@@ -193,10 +195,7 @@ def plot_confidence(image: np.ndarray | None, probs: np.ndarray, *, kind: str = 
     axes[-1].set_title(f"Confidence ({kind})", fontsize=9)
     axes[-1].axis("off")
     fig.colorbar(im, ax=axes[-1], fraction=0.046, pad=0.04)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
+    return finish_figure(fig, title)
 
 
 def failure_gallery(

@@ -11,9 +11,16 @@ import torch
 from PIL import Image
 from skimage import data
 
-from dino_lib.attention import attention_video, video_fps, video_frames
+from dino_lib.attention import video_attention, video_fps, video_frames
 from dino_lib.models import DinoVisionTransformer
+from dino_lib.viz.attention_run import write_attention_video
 from dino_lib.viz.video import write_video
+
+
+def attention_video(model, source, output, *, normalization="clip", render="overlay", **kw):
+    """Both passes: the maps (attention) then the drawn, encoded frames (viz)."""
+    maps = video_attention(model, source, **kw)
+    return write_attention_video(maps, output, normalization=normalization, render=render)
 
 
 def _decode(path: Path) -> list[np.ndarray]:
@@ -75,3 +82,17 @@ def test_empty_and_missing_inputs(tmp_path, model):
         attention_video(model, tmp_path / "empty", tmp_path / "x.mp4", patch_size=16)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         attention_video(model, tmp_path / "nope.mp4", tmp_path / "x.mp4", patch_size=16)
+
+
+def test_maps_keep_no_frames_and_masks_follow_the_threshold(frame_folder, model):
+    plain = video_attention(model, frame_folder, patch_size=16, fps=5)
+    masked = video_attention(model, frame_folder, patch_size=16, threshold=0.6)
+    assert plain.frames == 6 and plain.maps.shape == (6, 7, 6) and plain.masks is None  # (N, h, w): 112x96 padded
+    assert masked.masks is not None and masked.masks.shape == masked.maps.shape and masked.masks.dtype == torch.bool
+    assert plain.fps == 5.0 and masked.fps == 30.0  # a frame folder has no fps: the reference default
+
+
+def test_unknown_output_suffix_is_an_error(tmp_path, frame_folder, model):
+    maps = video_attention(model, frame_folder, patch_size=16, max_frames=1)
+    with pytest.raises(ValueError, match=".mp4 or .gif"):
+        write_attention_video(maps, tmp_path / "x.avi")

@@ -1,4 +1,4 @@
-"""AttentionExplorer: headless, cached forward passes, picture updates in place."""
+"""AttentionExplorer: headless, cached forward passes (through its MapExplorer), picture updates in place."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 from skimage import data
 
+from dino_lib.attention.explorer import MapExplorer
 from dino_lib.models import DinoVisionTransformer
 from dino_lib.viz.widgets import AttentionExplorer
 
@@ -26,7 +27,7 @@ def test_explorer_updates_and_caches(tmp_path):
     torch.manual_seed(0)
     model = DinoVisionTransformer(patch_size=16, embed_dim=32, depth=2, num_heads=2)
     _images(tmp_path)
-    explorer = AttentionExplorer(model, tmp_path, patch_size=16, image_size=64)
+    explorer = AttentionExplorer(MapExplorer(model, tmp_path, patch_size=16, image_size=64))
     assert explorer.image_select.options == ("cat.jpg", "coffee.jpg")
     first = bytes(explorer.picture.value)
     assert first.startswith(b"\x89PNG") and explorer.forward_passes == 1
@@ -48,7 +49,7 @@ def test_explorer_updates_and_caches(tmp_path):
 
 def test_threshold_zero_means_no_mask(tmp_path):
     model = DinoVisionTransformer(patch_size=16, embed_dim=32, depth=1, num_heads=2)
-    explorer = AttentionExplorer(model, _images(tmp_path), patch_size=16, image_size=64, threshold=None)
+    explorer = AttentionExplorer(MapExplorer(model, _images(tmp_path), patch_size=16, image_size=64), threshold=None)
     plain = explorer.render()
     explorer.threshold.value = 0.5
     assert not np.array_equal(explorer.render(), plain)
@@ -56,7 +57,7 @@ def test_threshold_zero_means_no_mask(tmp_path):
 
 def test_upload_adds_and_selects_image(tmp_path):
     model = DinoVisionTransformer(patch_size=16, embed_dim=32, depth=1, num_heads=2)
-    explorer = AttentionExplorer(model, _images(tmp_path), patch_size=16, image_size=64)
+    explorer = AttentionExplorer(MapExplorer(model, _images(tmp_path), patch_size=16, image_size=64))
     buf = io.BytesIO()
     Image.fromarray(data.astronaut()[::8, ::8]).save(buf, format="png")
     explorer._on_upload({"new": ({"name": "astro.png", "content": memoryview(buf.getvalue())},)})
