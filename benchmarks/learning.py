@@ -89,7 +89,8 @@ def seconds_per_image(data: dict[str, Any], out: Path) -> float:
 
 def run_recipe(name: str, data: dict[str, Any], budget_s: float, n_images: int, scratch: Path) -> dict[str, Any]:
     """Calibrate, pick the epochs that fit ``budget_s``, train with the k-NN monitor, and summarise the log."""
-    from dino_lib.eval.monitor import default_callbacks, knn_monitor
+    from dino_lib.eval.monitor import knn_monitor
+    from dino_lib.launch import default_callbacks
     from dino_lib.models import build_backbone
 
     per_image = seconds_per_image({**data, "log_every": 1}, scratch / f"calibrate_{name}")

@@ -24,13 +24,37 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dino_lib.config import from_dict, to_dict
 from dino_lib.train.config import TrainConfig
 from dino_lib.train.monitors import read_log
 from dino_lib.train.progress import EpochLines, ProgressBar
 from dino_lib.utils.io import atomic_write_text
+
+if TYPE_CHECKING:
+    from dino_lib.train.callbacks import TrainCallback
+
+
+def default_callbacks(cfg: TrainConfig) -> list[TrainCallback]:
+    """The callbacks a training configuration asks for: the k-NN monitor of ``knn_every`` (when > 0) and, with
+    ``tensorboard: true``, the teacher's attention image at each k-NN epoch. The trainer imports neither
+    evaluation nor attention; the entry points (the command line, the launchers, notebooks) pass these in::
+
+        train(cfg, callbacks=default_callbacks(cfg))
+    """
+    if not cfg.knn_every:
+        return []
+    from dino_lib.attention.tracking import AttentionSnapshot
+    from dino_lib.data.samples import resolve_data_path
+    from dino_lib.eval.monitor import KnnMonitor
+
+    callbacks: list[TrainCallback] = [KnnMonitor.from_config(cfg)]
+    if cfg.tensorboard:
+        folder = resolve_data_path(cfg.knn_data_path)
+        callbacks.append(AttentionSnapshot.first_image_of(folder, image_size=cfg.knn_crop, every=cfg.knn_every))
+    return callbacks
+
 
 logger = logging.getLogger(__name__)
 
@@ -187,7 +211,6 @@ class DinoSlurmJob:
             MASTER_PORT=str(20000 + int(str(env.job_id).split("_")[0]) % 20000),
         )
         logging.basicConfig(level=logging.INFO if env.global_rank == 0 else logging.WARNING)
-        from dino_lib.eval.monitor import default_callbacks
         from dino_lib.train.loop import train
 
         cfg = from_dict(TrainConfig, self.cfg_dict)
@@ -268,7 +291,6 @@ def launch(
 
     try:
         if cfg.launcher == "local":
-            from dino_lib.eval.monitor import default_callbacks
             from dino_lib.train.loop import train
             from dino_lib.utils.rundir import RunFolder
 

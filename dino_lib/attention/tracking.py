@@ -19,6 +19,7 @@ from dino_lib.attention.extract import attention_maps
 from dino_lib.attention.preprocess import list_images, preprocess
 from dino_lib.attention.render import normalize_maps, overlay
 from dino_lib.attention.threshold import to_image_size
+from dino_lib.train.callbacks import TrainCallback, TrainState
 
 __all__ = ["AttentionSnapshot", "ImageWriter"]
 
@@ -27,7 +28,7 @@ class ImageWriter(Protocol):
     def image(self, tag: str, picture: np.ndarray, step: int) -> None: ...
 
 
-class AttentionSnapshot:
+class AttentionSnapshot(TrainCallback):
     """Training callback: the last block's CLS attention of every head on one image, as a TensorBoard image.
 
     Args:
@@ -39,7 +40,8 @@ class AttentionSnapshot:
     Example::
 
         snapshot = AttentionSnapshot.first_image_of(knn_folder, image_size=cfg.knn_crop, every=cfg.knn_every)
-        snapshot.on_epoch_end(epoch, teacher, writer)   # teacher: a backbone or a wrapper with .backbone
+        train(cfg, callbacks=[snapshot])        # as a training callback (TensorBoard on), or directly:
+        snapshot.write(epoch, teacher, writer)  # teacher: a backbone or a wrapper with .backbone
     """
 
     def __init__(self, image: str | Path, image_size: int, *, every: int = 1, tag: str = "attention/teacher") -> None:
@@ -69,7 +71,11 @@ class AttentionSnapshot:
         full = normalize_maps(to_image_size(maps, geometry, mode="bilinear"))  # (heads, H, W) in [0, 1]
         return np.concatenate([picture, *(overlay(picture, m, alpha=0.6) for m in full)], axis=1)
 
-    def on_epoch_end(self, epoch: int, model: nn.Module, writer: ImageWriter | None) -> None:
+    def on_epoch_end(self, state: TrainState) -> None:
+        """Training hook: the teacher's snapshot into the run's TensorBoard writer (nothing without TensorBoard)."""
+        self.write(state.epoch, state.teacher, state.tensorboard)
+
+    def write(self, epoch: int, model: nn.Module, writer: ImageWriter | None) -> None:
         """Write the snapshot of ``model`` (a backbone, or a wrapper with ``.backbone``) at step ``epoch``."""
         if writer is None or (epoch + 1) % self.every:
             return

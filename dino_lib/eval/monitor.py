@@ -2,7 +2,8 @@
 
 :class:`KnnMonitor` is the training callback that runs :func:`knn_monitor` every ``knn_every`` epochs for the
 teacher and the student backbones (and once at initialisation, the ``knn_init`` event), so the loop logs the result
-with the epoch's metrics; :func:`default_callbacks` builds the callbacks a training configuration asks for.
+with the epoch's metrics; :func:`dino_lib.launch.default_callbacks` builds the callbacks a training configuration
+asks for.
 The backbone is put in eval mode for the call and its mode restored afterwards. Under ``torch.distributed`` every
 process must call :func:`knn_monitor` (features are sharded and gathered); pass ``distributed=False`` to run it on
 one process only.
@@ -21,12 +22,12 @@ from dino_lib.data.labelled import LabelledSplits, labelled_splits
 from dino_lib.eval.knn import knn_classify
 from dino_lib.features.extract import extract_features
 from dino_lib.features.transforms import eval_transform
-from dino_lib.train.callbacks import AttentionSnapshot, TrainCallback, TrainState
+from dino_lib.train.callbacks import TrainCallback, TrainState
 
 if TYPE_CHECKING:
     from dino_lib.train.config import TrainConfig
 
-__all__ = ["knn_monitor", "KnnMonitor", "default_callbacks"]
+__all__ = ["knn_monitor", "KnnMonitor"]
 
 
 @functools.lru_cache(maxsize=8)
@@ -127,15 +128,3 @@ class KnnMonitor(TrainCallback):
 
     def on_epoch_end(self, state: TrainState) -> dict[str, float] | None:
         return self.measure(state) if (state.epoch + 1) % self.every == 0 else None
-
-
-def default_callbacks(cfg: TrainConfig) -> list[TrainCallback]:
-    """The callbacks a training configuration asks for: the k-NN monitor of ``knn_every`` (when > 0) and, with
-    ``tensorboard: true``, the teacher's attention image at each k-NN epoch. Entry points pass them to
-    :func:`dino_lib.train.loop.train`."""
-    if not cfg.knn_every:
-        return []
-    callbacks: list[TrainCallback] = [KnnMonitor.from_config(cfg)]
-    if cfg.tensorboard:
-        callbacks.append(AttentionSnapshot(cfg.knn_data_path, every=cfg.knn_every, image_size=cfg.knn_crop))
-    return callbacks

@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = parse_config(TrainConfig, argv, prog=PROG, description="DINO self-supervised pretraining")
     if cfg.launcher != "local" and not under_launcher():
         return _hand_over(cfg)
-    from dino_lib.eval.monitor import default_callbacks
+    from dino_lib.launch import default_callbacks
     from dino_lib.train.loop import train
     from dino_lib.train.progress import EpochLines, ProgressBar
 

@@ -6,9 +6,9 @@ iteration (:meth:`TrainCallback.on_train_start`) and after every epoch, once the
 ``log.jsonl`` record (and to TensorBoard), so a monitor's results sit beside the loss they belong to.
 
 Entry points build the callbacks from the configuration (the k-NN monitor:
-:func:`dino_lib.eval.monitor.default_callbacks`) and pass them to :func:`dino_lib.train.loop.train`::
+:func:`dino_lib.launch.default_callbacks`) and pass them to :func:`dino_lib.train.loop.train`::
 
-    from dino_lib.eval.monitor import default_callbacks
+    from dino_lib.launch import default_callbacks
     train(cfg, callbacks=default_callbacks(cfg))
 """
 
@@ -25,7 +25,7 @@ import torch.nn as nn
 if TYPE_CHECKING:
     from dino_lib.train.config import TrainConfig
 
-__all__ = ["TrainState", "TrainCallback", "AttentionSnapshot"]
+__all__ = ["TrainState", "TrainCallback"]
 
 
 @dataclass
@@ -71,27 +71,4 @@ class TrainCallback:
 
     def on_epoch_end(self, state: TrainState) -> dict[str, float] | None:
         """After epoch ``state.epoch`` and its checkpoint; returns numbers to add to the epoch's log record."""
-        return None
-
-
-class AttentionSnapshot(TrainCallback):
-    """At every k-NN epoch with TensorBoard on: the teacher's last-block attention on the first k-NN image.
-
-    Written as the TensorBoard image ``attention/teacher`` at the epoch (ViTs only; nothing for CNNs).
-    """
-
-    def __init__(self, image_folder: str | Path, *, every: int, image_size: int) -> None:
-        self.image_folder, self.every, self.image_size = image_folder, every, image_size
-
-    def on_epoch_end(self, state: TrainState) -> dict[str, float] | None:
-        if state.tensorboard is None or not self.every or (state.epoch + 1) % self.every:
-            return None
-        from dino_lib.data.image_folder import find_images
-        from dino_lib.data.samples import resolve_data_path
-        from dino_lib.train.tracking import attention_strip
-
-        files, _, _ = find_images(resolve_data_path(self.image_folder))
-        strip = attention_strip(state.teacher.backbone, files[0], self.image_size)
-        if strip is not None:
-            state.tensorboard.image("attention/teacher", strip, state.epoch)
         return None

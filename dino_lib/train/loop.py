@@ -169,7 +169,7 @@ def train(
         cfg: the configuration.
         callback: called on rank 0 with every log record (``iter``/``epoch``/``event`` dicts), e.g. a progress bar.
         callbacks: :class:`~dino_lib.train.callbacks.TrainCallback` objects run on rank 0 at the start and after
-            every epoch, e.g. the k-NN monitor of ``knn_every`` (:func:`dino_lib.eval.monitor.default_callbacks`
+            every epoch, e.g. the k-NN monitor of ``knn_every`` (:func:`dino_lib.launch.default_callbacks`
             builds those the configuration asks for; the command line and :mod:`dino_lib.launch` pass them).
 
     Raises:
@@ -178,7 +178,7 @@ def train(
     if cfg.knn_every and callbacks is None:
         logger.warning(
             "knn_every is %d but no callbacks were given, so no k-NN monitor runs; pass "
-            "callbacks=dino_lib.eval.monitor.default_callbacks(cfg) to train()",
+            "callbacks=dino_lib.launch.default_callbacks(cfg) to train()",
             cfg.knn_every,
         )
     device = resolve_device(cfg.device)

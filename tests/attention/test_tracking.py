@@ -54,15 +54,15 @@ def test_on_epoch_end_writes_every_nth_epoch(image):
     snapshot = AttentionSnapshot.first_image_of(image, 32, every=2)
     model = _Wrapper(_vit())
     for epoch in range(4):
-        snapshot.on_epoch_end(epoch, model, writer)
+        snapshot.write(epoch, model, writer)
     assert [(tag, step) for tag, _, step in writer.images] == [("attention/teacher", 1), ("attention/teacher", 3)]
-    snapshot.on_epoch_end(1, model, None)  # no writer: nothing to do
+    snapshot.write(1, model, None)  # no writer: nothing to do
 
 
 def test_backbones_without_attention_are_skipped(image):
     writer = _Writer()
     cnn = nn.Sequential(nn.Conv2d(3, 4, 3))
-    AttentionSnapshot.first_image_of(image, 32).on_epoch_end(0, cnn, writer)
+    AttentionSnapshot.first_image_of(image, 32).write(0, cnn, writer)
     assert writer.images == []
     with pytest.raises(ValueError, match="every"):
         AttentionSnapshot(image / "a.png", 32, every=0)

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from dino_lib.config import load_config
-from dino_lib.eval.monitor import default_callbacks
+from dino_lib.launch import default_callbacks
 from dino_lib.models import build_backbone
 from dino_lib.train import TrainConfig, train
 

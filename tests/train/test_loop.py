@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from dino_lib.config import ConfigError, load_config
-from dino_lib.eval.monitor import default_callbacks
+from dino_lib.launch import default_callbacks
 from dino_lib.models import build_backbone
 from dino_lib.train import NonFiniteLossError, TrainConfig, train
 from dino_lib.train.monitors import collapse_warnings, read_log

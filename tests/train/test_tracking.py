@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dino_lib.eval.monitor import default_callbacks
+from dino_lib.launch import default_callbacks
 from dino_lib.train import train
 
 
