@@ -63,4 +63,3 @@ __all__ = [
     "video_frames",
     "vit_tokens",
 ]
-from dino_lib.attention.hipt import HIPTHeatmaps, blend_levels, hipt_heatmaps, stitch_slide  # noqa: E402, F401
