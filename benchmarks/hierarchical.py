@@ -11,8 +11,8 @@ picks; :func:`dino_lib.runtime.perf.machine_header`). Both parts run in the prec
 (default ``auto``: fp32 on a CPU without native bf16, bf16 where it is native); the ratios they report compare
 two runs in that same precision. ``extraction.bare_forward`` gives the encoder's MFU (or "no native support"):
 
-* ``extraction``: tiles/s of :func:`dino_lib.features.regions.extract_regions` (vit_small/16 at 256 px on the CPU;
-  JPEG decoding, tiling and writing overlapped in background threads) and tiles/s of the bare model forward
+* ``extraction``: tiles/s of :func:`dino_lib.hierarchical.extraction.extract_regions` (vit_small/16 at 256 px on the
+  CPU; JPEG decoding, tiling and writing overlapped in background threads) and tiles/s of the bare model forward
   on a batch of the same size (best of ``--repeats`` alternating runs each), and their ratio
   ``fraction_of_bare_forward`` (target >= 0.9); ``encoder_busy_fraction`` is the share of the extraction loop spent
   in the encoder (close to 1 = never waiting for I/O).
@@ -35,8 +35,8 @@ import torch
 from PIL import Image
 
 from dino_lib.config import from_dict
-from dino_lib.features.regions import RegionExtractionConfig, extract_regions
 from dino_lib.hierarchical.encoder import load_tile_encoder
+from dino_lib.hierarchical.extraction import RegionExtractionConfig, extract_regions
 from dino_lib.hierarchical.manifest import write_manifest
 from dino_lib.runtime import autocast, resolve_precision
 from dino_lib.runtime.perf import machine_header, measure_peaks, mfu_report, peak_rss_mb, vit_forward_flops

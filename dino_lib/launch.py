@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import dino_lib.hierarchical  # noqa: F401  (registers the training task ``regions``, also inside Slurm jobs)
 from dino_lib.config import from_dict, to_dict
 from dino_lib.train.config import TrainConfig
 from dino_lib.train.monitors import read_log

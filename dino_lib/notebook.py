@@ -51,7 +51,7 @@ NOTEBOOK_CONFIGS = {
     "attention_maps": "dino_lib.attention.config:AttentionConfig",
     "propagate_segmentation": "dino_lib.propagation.config:PropagationConfig",
     "segmentation_metrics": "dino_lib.metrics.config:MetricsConfig",
-    "extract_region_features": "dino_lib.features.regions:RegionExtractionConfig",
+    "extract_region_features": "dino_lib.hierarchical.extraction:RegionExtractionConfig",
     "region_pretrain": "dino_lib.train.config:TrainConfig",
     "hipt_heatmaps": "dino_lib.hierarchical.heatmaps_run:HIPTHeatmapConfig",
 }

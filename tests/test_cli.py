@@ -16,7 +16,7 @@ from dino_lib.cli import help_text, parse_args, parse_config, requested_task
 from dino_lib.config import ConfigError
 from dino_lib.eval.config import EvalConfig
 from dino_lib.features.config import FeatureConfig
-from dino_lib.features.regions import RegionExtractionConfig
+from dino_lib.hierarchical.extraction import RegionExtractionConfig
 from dino_lib.hierarchical.heatmaps_run import HIPTHeatmapConfig
 from dino_lib.metrics.config import MetricsConfig
 from dino_lib.propagation.config import PropagationConfig

@@ -14,7 +14,7 @@ import pytest
 from dino_lib.attention.config import AttentionConfig
 from dino_lib.eval.config import EvalConfig
 from dino_lib.features.config import FeatureConfig
-from dino_lib.features.regions import RegionExtractionConfig
+from dino_lib.hierarchical.extraction import RegionExtractionConfig
 from dino_lib.hierarchical.heatmaps_run import HIPTHeatmapConfig
 from dino_lib.hierarchical.region_task import RegionTaskConfig
 from dino_lib.metrics.config import MetricsConfig

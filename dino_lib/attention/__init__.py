@@ -80,4 +80,3 @@ __all__ = [
     "vit_tokens",
     "write_summary",
 ]
-from dino_lib.attention.hipt import HIPTHeatmaps, blend_levels, hipt_heatmaps, stitch_slide  # noqa: E402, F401

@@ -6,7 +6,7 @@
 
 Keys are those of :class:`dino_lib.attention.config.AttentionConfig` (docs/attention.md). With ``task: hipt`` the
 config is a :class:`dino_lib.hierarchical.heatmaps_run.HIPTHeatmapConfig` and the run writes hierarchical (tile and
-region) heat maps, the twin of the ``hipt_heatmaps`` notebook::
+region) heat maps (:func:`dino_lib.hierarchical.__main__.heatmaps_main`), the twin of the ``hipt_heatmaps`` notebook::
 
     python -m dino_lib.attention --config params/hipt_heatmaps/ci.yaml
 """
@@ -30,15 +30,9 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     argv = sys.argv[1:] if argv is None else argv
     if requested_task(argv) == "hipt":
-        from dino_lib.hierarchical.heatmaps_run import HIPTHeatmapConfig, run_hipt_heatmaps
+        from dino_lib.hierarchical import __main__ as hierarchical_cli
 
-        hipt_cfg = parse_config(HIPTHeatmapConfig, argv, prog=PROG, description=__doc__ or "")
-        with run_folder(hipt_cfg):
-            maps, _ = run_hipt_heatmaps(hipt_cfg)
-        summary = {"task": "hipt", "output_dir": hipt_cfg.output_dir, "tile_maps": list(maps.tile_maps.shape),
-                   "region_maps": None if maps.region_maps is None else list(maps.region_maps.shape)}  # fmt: skip
-        print(json.dumps(summary, indent=2))
-        return summary
+        return hierarchical_cli.heatmaps_main(argv, prog=PROG)
     cfg = parse_config(AttentionConfig, argv, prog=PROG, description=__doc__ or "", epilog=_EPILOG)
     with run_folder(cfg):
         run = run_attention(cfg)  # maps, masks, reference PNGs

@@ -1,8 +1,8 @@
 """``python -m dino_lib.features --config FILE [key=value ...]``: frozen feature extraction.
 
 With ``task: regions`` in the file (or ``task=regions`` on the command line) the run is handed to
-:mod:`dino_lib.features.regions` (HIPT region tensors). Otherwise every split of ``data_path`` is encoded with the
-reference evaluation transform and written to ``output_dir/<split>_features.pt`` (``features``, ``labels``,
+:mod:`dino_lib.hierarchical.extraction` (HIPT region tensors). Otherwise every split of ``data_path`` is encoded with
+the reference evaluation transform and written to ``output_dir/<split>_features.pt`` (``features``, ``labels``,
 ``classes``, ``paths``, ``meta``), plus the reference's ``trainfeat.pth`` / ``testfeat.pth`` / ``trainlabels.pth``
 / ``testlabels.pth`` when both ``train`` and ``val`` are extracted (loadable with ``load_features``).
 
@@ -93,9 +93,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Path] | object:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     argv = list(sys.argv[1:] if argv is None else argv)
     if requested_task(argv) == "regions":
-        from dino_lib.features import regions
+        from dino_lib.hierarchical import __main__ as hierarchical_cli
 
-        return regions.main(argv)
+        return hierarchical_cli.extract_main(argv, prog=PROG)
     cfg = parse_config(FeatureConfig, argv, prog=PROG, description=__doc__ or "", epilog=_EPILOG)
     setup_config_process(cfg)
     with run_folder(cfg):

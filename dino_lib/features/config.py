@@ -15,7 +15,7 @@ __all__ = ["FeatureConfig"]
 class FeatureConfig:
     """Extract frozen features of labelled image folders (``data_path/<split>/<class>/*``) to ``output_dir``."""
 
-    task: Literal["images"] = param("images", help="images here; 'regions' is handled by dino_lib.features.regions")
+    task: Literal["images"] = param("images", help="images here; 'regions' selects HIPT region extraction instead")
     data_path: str = param("sample:labelled", help="folder with <split>/<class>/ sub-folders (or sample:labelled)")
     splits: list[str] = param(default_factory=lambda: ["train", "val"], help="split sub-folders to extract")
     output_dir: str = "runs/features"

@@ -1,7 +1,10 @@
-"""Configured HIPT heat-map run for notebooks: load both stages, compute shift-averaged maps, save arrays and PNGs.
+"""Configured HIPT heat-map run for notebooks and the command line: load both stages, compute shift-averaged maps,
+save the arrays.
 
-Outputs in ``output_dir``: ``heatmaps.npz`` (``image``, ``tile_maps``, ``region_maps``, pass counts) and
-``overlay_tile.png`` / ``overlay_region.png`` / ``overlay_blend.png`` for head 0 of each level.
+Outputs in ``output_dir``: ``config.yaml`` and ``heatmaps.npz`` (``image``, ``tile_maps``, ``region_maps``, pass
+counts). The overlay images (``overlay_tile.png`` / ``overlay_region.png`` / ``overlay_blend.png``, head 0 of each
+level, coloured with ``cmap`` and ``alpha``) are drawn from the returned maps by
+:func:`dino_lib.viz.hipt.save_hipt_overlays`, which the notebook and the command line call next.
 """
 
 from __future__ import annotations
@@ -12,11 +15,10 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from dino_lib.attention.hipt import HIPTHeatmaps, blend_levels, hipt_heatmaps
 from dino_lib.config import param, save_run_config
 from dino_lib.hierarchical.composer import HIPTComposer, load_hipt
+from dino_lib.hierarchical.heatmaps import HIPTHeatmaps, hipt_heatmaps
 from dino_lib.hierarchical.sources import read_image, resolve_path
 from dino_lib.runtime import resolve_device
 from dino_lib.utils.io import atomic_write_bytes
@@ -46,20 +48,12 @@ class HIPTHeatmapConfig:
     region_kwargs: dict = param(default_factory=dict, help="size of the random region ViT (no region_weights)")
     cmap: str = param("coolwarm")
     alpha: float = param(0.5, ge=0, le=1)
-    output_dir: str = param("runs/ci/hipt_heatmaps")
+    output_dir: str = param("runs/hipt_heatmaps")
     device: str = param("auto")
 
 
-def _png(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def run_hipt_heatmaps(cfg: HIPTHeatmapConfig) -> tuple[HIPTHeatmaps, HIPTComposer]:
-    """Load both stages, compute the maps of ``cfg.image_path`` and write them to ``cfg.output_dir``."""
-    from dino_lib.viz.hipt import overlay
-
+    """Load both stages, compute the maps of ``cfg.image_path`` and write ``heatmaps.npz`` to ``cfg.output_dir``."""
     device = resolve_device(cfg.device)
     composer = load_hipt(cfg.pretrained_weights, cfg.region_weights, tile_size=cfg.tile_size,
                          input_size=cfg.input_size, normalization=cfg.normalization, checkpoint_key=cfg.checkpoint_key,
@@ -74,10 +68,5 @@ def run_hipt_heatmaps(cfg: HIPTHeatmapConfig) -> tuple[HIPTHeatmaps, HIPTCompose
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)  # a file object: np.savez would append ".npz" to a temporary name
     atomic_write_bytes(out / "heatmaps.npz", buffer.getvalue())
-    kw = {"cmap": cfg.cmap, "alpha": cfg.alpha}
-    atomic_write_bytes(out / "overlay_tile.png", _png(overlay(maps.image, maps.tile_maps[0], **kw)))
-    if maps.region_maps is not None:
-        atomic_write_bytes(out / "overlay_region.png", _png(overlay(maps.image, maps.region_maps[0], **kw)))
-        atomic_write_bytes(out / "overlay_blend.png", _png(overlay(maps.image, blend_levels(maps, 0, 0), **kw)))
     log.info("heat maps of %s (grid %s) written to %s", cfg.image_path, maps.grid_hw, out)
     return maps, composer

@@ -83,7 +83,7 @@ def read_manifest(path: str | Path) -> list[dict[str, Any]]:
         if not required <= set(header):
             raise ValueError(
                 f"{path}: not a region manifest; required columns {sorted(required)}, found {header}. "
-                "Write it with dino_lib.features.regions (python -m dino_lib.features --config FILE)"
+                "Write it with dino_lib.hierarchical.extraction (python -m dino_lib.features --config FILE)"
             )
         rows = []
         for line, raw in enumerate(reader, start=2):

@@ -5,6 +5,9 @@ tensors are validated up front (:class:`~dino_lib.hierarchical.dataset.RegionFea
 exact token windows (:class:`~dino_lib.hierarchical.crops.RegionCrops`) and the student/teacher backbones are
 region ViTs. Everything else (DINO head, loss, schedules, EMA, checkpoints) is the patch-level training loop.
 The ``region:`` mapping of the training config is validated by :class:`RegionTaskConfig`.
+
+Importing this module (``import dino_lib.hierarchical`` does) registers the task as ``regions`` with
+:func:`dino_lib.train.tasks.register_task`; the training entry points import it.
 """
 
 from __future__ import annotations
@@ -17,11 +20,13 @@ from typing import Any
 from dino_lib.config import ConfigError, from_dict, param
 from dino_lib.hierarchical.crops import RegionCrops, derive_crop_sizes, validate_crop_sizes
 from dino_lib.hierarchical.dataset import RegionDataError, RegionFeatureDataset
+from dino_lib.hierarchical.extraction import ensure_region_features
 from dino_lib.hierarchical.manifest import read_manifest
 from dino_lib.hierarchical.sources import resolve_path
 from dino_lib.runtime import env_world_size
+from dino_lib.train.tasks import Task, register_task
 
-__all__ = ["RegionTaskConfig", "build_region_task", "resolve_region_config"]
+__all__ = ["RegionTaskConfig", "build_region_task", "prepare_region_data", "resolve_region_config"]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +54,9 @@ class RegionTaskConfig:
     pct: float | None = param(None, gt=0, le=1, help="seeded fraction of regions (identical on every rank)")
     check_finite: bool = param(True, help="reject NaN/Inf region tensors at load")
     in_memory: bool = param(True, help="keep validated tensors in memory (fp16)")
+    extract_if_missing: dict | None = param(
+        None, help="RegionExtractionConfig keys to extract a missing data_path first; null = a missing one is an error"
+    )
 
 
 def _manifest_path(data_path: Path) -> Path | None:
@@ -88,20 +96,28 @@ def resolve_region_config(region: dict[str, Any] | RegionTaskConfig, data_path: 
     return cfg
 
 
-def build_region_task(train_cfg: Any) -> Any:
+def prepare_region_data(region: dict[str, Any] | RegionTaskConfig, data_path: str | Path) -> RegionTaskConfig:
+    """Extract the region tensors first if ``region.extract_if_missing`` asks for it and ``data_path`` does not
+    exist (:func:`~dino_lib.hierarchical.extraction.ensure_region_features`), then :func:`resolve_region_config`."""
+    cfg = region if isinstance(region, RegionTaskConfig) else from_dict(RegionTaskConfig, region, prefix="region.")
+    if cfg.extract_if_missing is not None:
+        ensure_region_features(data_path, cfg.extract_if_missing)
+    return resolve_region_config(cfg, data_path)
+
+
+def build_region_task(train_cfg: Any) -> Task:
     """Build the region-level DINO task from a training config (``task: regions``).
 
     Uses ``train_cfg.data_path``, ``local_crops_number``, ``drop_path_rate``, ``seed``, ``batch_size_per_gpu``
-    and the ``region`` mapping.
+    and the ``region`` mapping (with ``region.extract_if_missing``, a missing ``data_path`` is extracted first).
 
     Raises:
         ConfigError: invalid ``region`` block or crop sizes that do not fit the grid.
         RegionDataError: bad region tensors (every file named), or fewer regions than one global batch.
     """
     from dino_lib.models.region_vit import build_region_vit
-    from dino_lib.train.tasks import Task
 
-    cfg = resolve_region_config(dict(getattr(train_cfg, "region", {}) or {}), train_cfg.data_path)
+    cfg = prepare_region_data(dict(getattr(train_cfg, "region", {}) or {}), train_cfg.data_path)
     n_local = int(getattr(train_cfg, "local_crops_number", 8))
     seed = int(getattr(train_cfg, "seed", 0))
     crops = RegionCrops(cfg.g, cfg.global_crop_size, cfg.local_crop_size, n_local=n_local,  # type: ignore[arg-type]
@@ -137,3 +153,6 @@ def build_region_task(train_cfg: Any) -> Any:
         n_global_crops=2,
         n_local_crops=n_local,
     )
+
+
+register_task("regions", build_region_task)

@@ -31,6 +31,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+import dino_lib.hierarchical  # noqa: F401  (registers the training task ``regions``)
 from dino_lib.cli import entry, parse_config, run_folder
 from dino_lib.runtime import env_rank, under_launcher
 from dino_lib.train.config import TrainConfig

@@ -1,14 +1,15 @@
 """Pluggable training tasks: what the crops are and which backbones see them.
 
-The loop never hard-codes images: ``cfg.task`` names an entry of :data:`TASKS`, a ``"module:function"`` string
-imported lazily, and the function ``build(cfg: TrainConfig) -> Task`` returns the dataset and the two backbones.
+The loop never hard-codes images: ``cfg.task`` names an entry of :data:`TASKS`, a builder
+``build(cfg: TrainConfig) -> Task`` that returns the dataset and the two backbones. ``images`` is registered here;
+packages above the training layer register their own tasks with :func:`register_task` when they are imported
+(``import dino_lib.hierarchical`` registers ``regions``), so training never imports them.
 Dataset items are ``(list of crop tensors, anything)`` with the global crops first, then the local crops. Any
 randomness in the dataset must come from the torch RNG (the loop seeds it per sample for exact resumption).
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -19,12 +20,7 @@ from torch.utils.data import Dataset
 if TYPE_CHECKING:
     from dino_lib.train.config import TrainConfig
 
-__all__ = ["Task", "TASKS", "build_task", "build_image_task"]
-
-TASKS: dict[str, str] = {
-    "images": "dino_lib.train.tasks:build_image_task",
-    "regions": "dino_lib.hierarchical.region_task:build_region_task",
-}
+__all__ = ["Task", "TASKS", "TaskBuilder", "build_task", "build_image_task", "register_task"]
 
 
 @dataclass
@@ -50,16 +46,39 @@ class Task:
     n_local_crops: int
 
 
+TaskBuilder = Callable[["TrainConfig"], Task]
+
+#: Registered training tasks: name -> builder. Filled by :func:`register_task`.
+TASKS: dict[str, TaskBuilder] = {}
+
+# Tasks that live in packages above training: the import that registers them, for the unknown-task error.
+_REGISTERED_ON_IMPORT = {"regions": "import dino_lib.hierarchical first (python -m dino_lib.train and "
+                                    "python -m dino_lib.launch do)"}  # fmt: skip
+
+
+def register_task(name: str, builder: TaskBuilder) -> TaskBuilder:
+    """Register ``builder`` as the training task ``name`` (``task: <name>`` in a training config).
+
+    Registering the same builder again is a no-op (modules may be re-imported); another builder under a taken name is
+    an error. Returns ``builder``.
+    """
+    if TASKS.get(name, builder) is not builder:
+        raise ValueError(f"training task {name!r} is already registered ({TASKS[name].__module__})")
+    TASKS[name] = builder
+    return builder
+
+
 def build_task(cfg: TrainConfig) -> Task:
-    """Import and call the builder registered under ``cfg.task``."""
+    """Call the builder registered under ``cfg.task``.
+
+    Raises:
+        ValueError: ``cfg.task`` is not registered (the message lists the registered tasks), or the task does not
+            have 2 global crops.
+    """
     if cfg.task not in TASKS:
-        raise ValueError(f"task: unknown task {cfg.task!r}; registered tasks: {', '.join(sorted(TASKS))}")
-    module_name, func_name = TASKS[cfg.task].split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ImportError(f"task {cfg.task!r}: cannot import {module_name} ({err})") from err
-    task = getattr(module, func_name)(cfg)
+        hint = f" ({_REGISTERED_ON_IMPORT[cfg.task]})" if cfg.task in _REGISTERED_ON_IMPORT else ""
+        raise ValueError(f"task: unknown task {cfg.task!r}{hint}; registered tasks: {', '.join(sorted(TASKS))}")
+    task = TASKS[cfg.task](cfg)
     if task.n_global_crops != 2:
         raise ValueError(f"task {cfg.task!r}: DINO needs exactly 2 global crops, found {task.n_global_crops}")
     return task
@@ -102,3 +121,6 @@ def build_image_task(cfg: TrainConfig) -> Task:
         dataset = Subset(dataset, range(cfg.max_images))
     student, teacher = build_backbone_pair(cfg)
     return Task(dataset, None, student, teacher, int(student.embed_dim), 2, cfg.local_crops_number)
+
+
+register_task("images", build_image_task)

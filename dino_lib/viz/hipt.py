@@ -7,16 +7,26 @@ with a threshold only scores above it are coloured.
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
+from PIL import Image
 
-from dino_lib.attention.hipt import HIPTHeatmaps, blend_levels
+from dino_lib.hierarchical.heatmaps import HIPTHeatmaps, blend_levels
+from dino_lib.utils.io import atomic_write_bytes
 
-__all__ = ["overlay", "plot_hipt_heatmaps", "plot_heads", "heatmap_widget", "plot_region_curves"]
+__all__ = [
+    "overlay",
+    "plot_hipt_heatmaps",
+    "plot_heads",
+    "heatmap_widget",
+    "plot_region_curves",
+    "save_hipt_overlays",
+]
 
 
 def _colours(score: np.ndarray, cmap: str) -> np.ndarray:
@@ -36,6 +46,26 @@ def overlay(
     if threshold is not None:
         blended = np.where((score > threshold)[..., None], blended, base)
     return (blended * 255).round().astype(np.uint8)
+
+
+def _png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def save_hipt_overlays(
+    maps: HIPTHeatmaps, output_dir: str | Path, *, cmap: str = "coolwarm", alpha: float = 0.5
+) -> list[Path]:
+    """Write head 0 of each level blended onto the region image: ``overlay_tile.png``, and with a region level
+    ``overlay_region.png`` and ``overlay_blend.png`` (pass-weighted mean of both). Returns the written paths."""
+    out = Path(output_dir)
+    images = {"overlay_tile.png": maps.tile_maps[0]}
+    if maps.region_maps is not None:
+        images.update({"overlay_region.png": maps.region_maps[0], "overlay_blend.png": blend_levels(maps, 0, 0)})
+    for name, score in images.items():
+        atomic_write_bytes(out / name, _png(overlay(maps.image, score, cmap=cmap, alpha=alpha)))
+    return [out / name for name in images]
 
 
 def plot_hipt_heatmaps(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -114,10 +112,7 @@ def test_features_cli_writes_splits_and_reference_files(labelled_folder: Path, t
 
 def test_features_cli_delegates_regions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     seen = {}
-    fake = types.ModuleType("dino_lib.features.regions")
-    fake.main = lambda argv: seen.setdefault("argv", argv)  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "dino_lib.features.regions", fake)
-    monkeypatch.setattr("dino_lib.features.regions", fake, raising=False)
+    monkeypatch.setattr("dino_lib.hierarchical.__main__.extract_main", lambda argv, prog: seen.setdefault("argv", argv))
     cfg = tmp_path / "regions.yaml"
     cfg.write_text("task: regions\nregion_size: 4096\n")
     features_main(["--config", str(cfg), "batch_size=2"])

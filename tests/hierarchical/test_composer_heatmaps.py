@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from dino_lib.attention.hipt import blend_levels, hipt_attention, hipt_heatmaps, percentile_rank
 from dino_lib.hierarchical.composer import HIPTComposer, load_hipt
 from dino_lib.hierarchical.encoder import TileEncoder
+from dino_lib.hierarchical.heatmaps import blend_levels, hipt_attention, hipt_heatmaps, percentile_rank
 from dino_lib.hierarchical.sources import read_image
 from dino_lib.models import IMAGENET_MEAN, IMAGENET_STD
 from dino_lib.models.region_vit import build_region_vit
@@ -104,7 +104,7 @@ def test_load_hipt_checks_stage_compatibility(tmp_path: Path, tiny_vit) -> None:
 
 
 def test_stitch_slide_places_and_averages_regions() -> None:
-    from dino_lib.attention.hipt import stitch_slide
+    from dino_lib.hierarchical.heatmaps import stitch_slide
 
     a, b = np.full((2, 4, 4), 1.0), np.full((2, 4, 4), 3.0)
     canvas = stitch_slide([a, b], [(0, 0), (8, 8)], scale=4)  # b starts at (2, 2) on the canvas

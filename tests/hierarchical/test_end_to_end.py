@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from dino_lib.config import from_dict
-from dino_lib.features.regions import RegionExtractionConfig, extract_regions
 from dino_lib.hierarchical.composer import load_hipt
 from dino_lib.hierarchical.dataset import RegionFeatureDataset
+from dino_lib.hierarchical.extraction import RegionExtractionConfig, extract_regions
 from dino_lib.models.region_vit import build_region_vit, load_region_vit
 from dino_lib.train.config import TrainConfig
 from dino_lib.train.loop import train

@@ -10,9 +10,9 @@ import torch
 from PIL import Image
 
 from dino_lib.config import ConfigError, from_dict, load_config
-from dino_lib.features.regions import RegionExtractionConfig, extract_regions
 from dino_lib.hierarchical.dataset import RegionFeatureDataset
 from dino_lib.hierarchical.encoder import TileEncoder, load_tile_encoder
+from dino_lib.hierarchical.extraction import RegionExtractionConfig, extract_regions
 from dino_lib.hierarchical.manifest import read_manifest
 from dino_lib.hierarchical.sources import read_image
 from dino_lib.hierarchical.tiling import tile_region
@@ -134,11 +134,16 @@ def test_hs2p_folder_layout(tmp_path: Path, region_folder: Path) -> None:
     ]  # fmt: skip
 
 
-def test_ensure_region_features_only_falls_back_for_the_ci_folder(tmp_path: Path) -> None:
-    from dino_lib.features.regions import ensure_region_features
+def test_ensure_region_features_extracts_only_when_asked(tmp_path: Path) -> None:
+    from dino_lib.hierarchical.extraction import ensure_region_features
 
     with pytest.raises(FileNotFoundError, match="no region manifest at .*typo"):
-        ensure_region_features(tmp_path / "typo")
-    manifest = ensure_region_features(tmp_path / "ci" / "extract_region_features", fallback_encoder=TINY)
+        ensure_region_features(tmp_path / "typo")  # a missing folder is an error unless extraction is asked for
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no region manifest at .*empty"):
+        ensure_region_features(tmp_path / "empty", {"fallback_encoder": TINY})  # existing folders are never filled
+    with pytest.raises(ConfigError, match="region.extract_if_missing.input_sise"):
+        ensure_region_features(tmp_path / "features", {"input_sise": 64})
+    manifest = ensure_region_features(tmp_path / "features", {"input_size": 64, "fallback_encoder": TINY})
     assert len(read_manifest(manifest)) == 2  # the two sample histology regions
     assert ensure_region_features(manifest.parent) == manifest

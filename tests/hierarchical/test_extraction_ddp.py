@@ -24,14 +24,14 @@ def _worker(rank: int, world: int, port: int, src: str, out: str) -> None:
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port), OMP_NUM_THREADS="1")  # fmt: skip
     torch.set_num_threads(1)
-    from dino_lib.features.regions import main
+    from dino_lib.hierarchical.__main__ import extract_main as main
 
     main(_argv(Path(src), Path(out)))
 
 
 @pytest.mark.ddp
 def test_sharded_extraction_matches_single_process(region_folder: Path, tmp_path: Path) -> None:
-    from dino_lib.features.regions import main
+    from dino_lib.hierarchical.__main__ import extract_main as main
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from dino_lib.config import load_config
-from dino_lib.features.regions import RegionExtractionConfig
+from dino_lib.hierarchical.extraction import RegionExtractionConfig
 from dino_lib.hierarchical.heatmaps_run import HIPTHeatmapConfig
 from dino_lib.hierarchical.region_task import RegionTaskConfig, resolve_region_config
 from dino_lib.train.config import TrainConfig

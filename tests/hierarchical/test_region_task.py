@@ -86,6 +86,18 @@ def test_missing_data_and_legacy_folder_without_g(tmp_path: Path) -> None:
     assert len(task.dataset) == 1
 
 
+def test_extract_if_missing_extracts_a_missing_data_path_first(tmp_path: Path, region_folder: Path) -> None:
+    extraction = {"data_path": str(region_folder), "tile_size": 64, "input_size": 32, "device": "cpu",
+                  "precision": "fp32", "fallback_encoder": {"depth": 1, "embed_dim": 32, "num_heads": 2}}  # fmt: skip
+    region = {**REGION, "global_crop_size": 3, "local_crop_size": 2, "extract_if_missing": extraction}
+    task = build_task(_cfg(tmp_path / "features", region=region))
+    assert (tmp_path / "features" / "manifest.csv").is_file() and len(task.dataset) == 4
+    assert task.dataset[0][0][0].shape == (32, 3, 3)  # D = 32 from the extracted manifest
+    (tmp_path / "typo").mkdir()  # an existing folder without a manifest is never filled
+    with pytest.raises(FileNotFoundError, match="no region manifest"):
+        build_task(_cfg(tmp_path / "typo", region=region))
+
+
 def test_synthetic_region_dino_writes_and_resumes(tmp_path: Path) -> None:
     """Random [g*g, D] tensors (g = 8), a 2-block region ViT, K = 256; stop after 1 epoch, resume to 2."""
     import json

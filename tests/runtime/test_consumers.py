@@ -140,7 +140,7 @@ def test_attention_maps(tmp_path, autocast_log, cpu_bf16):
 
 def test_region_extraction(tmp_path, autocast_log, cpu_bf16, sample_paths):
     from dino_lib.config import from_dict
-    from dino_lib.features.regions import RegionExtractionConfig, extract_regions
+    from dino_lib.hierarchical.extraction import RegionExtractionConfig, extract_regions
 
     src = tmp_path / "regions"
     src.mkdir()

@@ -112,7 +112,7 @@ def test_old_keys_map_to_precision_with_a_deprecation_warning():
     [
         ("dino_lib.train.config", "TrainConfig"),
         ("dino_lib.features.config", "FeatureConfig"),
-        ("dino_lib.features.regions", "RegionExtractionConfig"),
+        ("dino_lib.hierarchical.extraction", "RegionExtractionConfig"),
         ("dino_lib.eval.config", "EvalConfig"),
         ("dino_lib.propagation.config", "PropagationConfig"),
         ("dino_lib.attention.config", "AttentionConfig"),

@@ -9,7 +9,7 @@ import matplotlib
 import numpy as np
 import pytest
 
-from dino_lib.attention.hipt import HIPTHeatmaps
+from dino_lib.hierarchical.heatmaps import HIPTHeatmaps
 from dino_lib.viz.hipt import heatmap_widget, overlay, plot_heads, plot_hipt_heatmaps, plot_region_curves
 
 matplotlib.use("Agg")
