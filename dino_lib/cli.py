@@ -395,7 +395,9 @@ def notebook_errors() -> bool:
         if not _is_user_error(value):
             return ip.InteractiveTB.structured_traceback(etype, value, tb, tb_offset=tb_offset)
         message = format_error("dino_lib", value, hint=f"set {DEBUG_ENV}=1 before starting Jupyter")
-        print(message, file=sys.stderr)
+        # IPython does not display what a custom handler returns: show it as the cell's error output, which
+        # Jupyter renders, nbval reports and papermill prints when the notebook fails
+        ip._showtraceback(etype, value, [message])
         return [message]
 
     shell.set_custom_exc(_USER_ERRORS + (RuntimeError,), handler)
