@@ -214,6 +214,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, *, prefix: str = "",
     known = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     if "precision" in known:
         data = _migrate_precision_keys(data, prefix, where)
+    _reject_removed_keys(cls, data, prefix, where)
     unknown = [k for k in data if k not in known]
     if unknown:
         msgs = []
@@ -254,6 +255,15 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, *, prefix: str = "",
     if callable(validate):
         validate()
     return obj
+
+
+def _reject_removed_keys(cls: type, data: Mapping[str, Any], prefix: str, where: str) -> None:
+    """A key listed in ``cls.REMOVED_KEYS`` (key -> where its job went) is an error that says so."""
+    removed: Mapping[str, str] = getattr(cls, "REMOVED_KEYS", {})
+    gone = [k for k in data if k in removed]
+    if gone:
+        key = f"{prefix}{gone[0]}"
+        raise _with_key(ConfigError(f"'{key}'{where} is no longer a key: {removed[gone[0]]}"), key)
 
 
 #: The precision vocabulary of every config key ``precision``; :mod:`dino_lib.runtime` resolves ``auto``.

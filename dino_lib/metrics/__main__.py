@@ -1,8 +1,10 @@
 """Command-line twin of the ``segmentation_metrics`` notebook.
 
-Examples::
+``predictions`` (required) is the output folder of ``python -m dino_lib.propagation`` (or of the
+``propagate_segmentation`` notebook). Examples::
 
-    python -m dino_lib.metrics --config params/segmentation_metrics/ci.yaml
+    python -m dino_lib.propagation --config params/propagate_segmentation/ci.yaml output_dir=runs/ci/predictions
+    python -m dino_lib.metrics --config params/segmentation_metrics/ci.yaml predictions=runs/ci/predictions
     python -m dino_lib.metrics --config params/segmentation_metrics/full.yaml predictions=out/propagation \\
         ground_truth=/data/driving output_dir=runs/metrics
     python -m dino_lib.metrics mode=davis ground_truth=/data/DAVIS predictions=out/davis output_dir=runs/davis
@@ -24,6 +26,7 @@ PROG = "python -m dino_lib.metrics"
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = parse_config(MetricsConfig, argv, prog=PROG, description=__doc__ or "")
+    cfg.require_predictions()  # before the output folder is made: the metrics step scores existing predictions
     with run_folder(cfg):
         run = run_metrics(cfg)  # tables
         write_run_outputs(run)  # figures and video
@@ -37,8 +40,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             print()
             print(run.report.fork[["run", "miou_fork", "frames_scored"]].to_string(index=False))  # type: ignore[union-attr]
             print("(miou_fork: fork-compatible number, see fork_compatible.csv for its definition)")
-    if run.standin:
-        print(f"NOTE: scores of DEMO STAND-IN predictions ({run.standin}), not of a real propagation run")
     print(f"outputs in {cfg.output_dir}")
     return 0
 

@@ -6,18 +6,41 @@ The keys equal the notebook parameters and ``params/segmentation_metrics/*.yaml`
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 from dino_lib.config import ConfigError, param
 
-__all__ = ["MetricsConfig"]
+__all__ = ["MetricsConfig", "NO_PREDICTIONS"]
+
+#: Why a run without ``predictions`` stops, and what to do instead.
+NO_PREDICTIONS = (
+    "predictions: no prediction folder given (predictions is null). The metrics step scores the output folder of a "
+    "propagation run (PRED/<run>/<frame>.png + manifest.json): run the propagate_segmentation notebook or "
+    "`python -m dino_lib.propagation --config params/propagate_segmentation/ci.yaml output_dir=PRED` first, then "
+    "pass predictions=PRED (the segmentation_metrics notebook propagates by itself when predictions is None)"
+)
+_STANDIN_MOVED = (
+    "the metrics step no longer makes stand-in predictions; make them with tools/demo/standin.py (or propagate with "
+    "dino_lib.propagation) and pass the folder as predictions"
+)
 
 
 @dataclasses.dataclass
 class MetricsConfig:
     """Parameters of a metrics run (docs/metrics.md)."""
 
+    #: Keys of earlier versions -> where their job went (see dino_lib.config.from_dict).
+    REMOVED_KEYS: ClassVar[dict[str, str]] = {
+        "standin": _STANDIN_MOVED,
+        "standin_label_every": _STANDIN_MOVED,
+        "seed": f"it seeded the stand-in predictions; {_STANDIN_MOVED}",
+        "device": f"it set the device of the stand-in propagation; {_STANDIN_MOVED}",
+    }
+
     # inputs
-    predictions: str | None = param(None, help="PRED folder (PRED/<run>/<frame>.png); null = make a demo stand-in")
+    predictions: str | None = param(
+        None, help="PRED folder (PRED/<run>/<frame>.png): the output_dir of propagate_segmentation; required"
+    )
     ground_truth: str = param("sample:driving", help="DATAROOT of runs, one run folder, a DAVIS root, or sample:<x>")
     mode: str = param("semantic", choices=("semantic", "davis"), help="semantic IoU family or DAVIS J&F")
     output_dir: str = param("runs/segmentation_metrics", help="where tables, figures and videos are written")
@@ -37,15 +60,6 @@ class MetricsConfig:
     davis_resolution: str = param("480p", help="Annotations/<resolution>")
     davis_imageset: str | None = param("2017/val.txt", help="ImageSets/<file> listing the videos (null = all)")
     bound_th: float = param(0.008, gt=0, help="F boundary tolerance: fraction of the diagonal (< 1) or pixels")
-    # stand-in predictions when predictions is null
-    standin: str = param(
-        "auto",
-        choices=("auto", "propagation", "corrupt"),
-        help="auto = tiny random ViT propagation when available, else corrupted ground truth",
-    )
-    standin_label_every: int = param(8, ge=1, help="annotated-frame interval of the stand-in predictions")
-    seed: int = param(0, help="seed of the stand-in predictions")
-    device: str = param("auto", help="device of the stand-in propagation (auto, cpu, cuda)")
     # figures and videos
     overlays: int = param(3, ge=0, help="overlay figures written (evenly spaced evaluated frames)")
     gallery_per_class: int = param(3, ge=0, help="worst frames per class in the failure gallery (0 = none)")
@@ -53,6 +67,17 @@ class MetricsConfig:
     video: str | None = param("gif", choices=("mp4", "gif", None), help="video of the first run (null = none)")
     fps: float = param(4.0, gt=0, help="video frame rate")
     num_workers: int = param(2, ge=1, help="threads decoding PNGs")
+
+    def require_predictions(self) -> str:
+        """The ``predictions`` folder; a run without one is a :class:`ConfigError` naming the key and the fix.
+
+        Not part of :meth:`validate`: the notebook accepts ``predictions = None`` and then propagates itself.
+        """
+        if self.predictions is None:
+            err = ConfigError(NO_PREDICTIONS)
+            err.key = "predictions"
+            raise err
+        return self.predictions
 
     def validate(self) -> None:
         if self.label_frames is not None and self.label_every is not None:

@@ -1,4 +1,4 @@
-"""The metrics step end to end: resolve inputs (or make a stand-in), evaluate, write the tables.
+"""The metrics step end to end: resolve the prediction folder, evaluate, write the tables.
 
 Used by ``python -m dino_lib.metrics`` and by the ``segmentation_metrics`` notebook (which calls the same pieces and
 displays them). :func:`run_metrics` writes under ``output_dir``::
@@ -29,7 +29,6 @@ from dino_lib.metrics.evaluate import (
 )
 from dino_lib.metrics.evaluate_davis import DavisResult, evaluate_davis
 from dino_lib.metrics.report import DavisReport, SemanticReport, davis_report, semantic_report
-from dino_lib.metrics.standin import make_standin_predictions
 
 __all__ = [
     "MetricsRun",
@@ -49,7 +48,6 @@ class MetricsRun:
 
     cfg: MetricsConfig
     predictions: Path
-    standin: str | None
     results: list[RunResult] | list[DavisResult]
     report: SemanticReport | DavisReport
     palette: np.ndarray
@@ -79,25 +77,17 @@ def palette_for(cfg: MetricsConfig) -> tuple[np.ndarray, list[str] | None]:
     return DRIVING_PALETTE_256, names
 
 
-def prepare(cfg: MetricsConfig) -> tuple[Path, str | None]:
-    """Resolve the prediction folder; with ``predictions: null`` make (or reuse) a stand-in under ``output_dir``."""
-    if cfg.predictions is not None:
-        return io.resolve_root(cfg.predictions), None
-    out = Path(cfg.output_dir) / "standin_predictions"
-    return make_standin_predictions(
-        cfg.ground_truth,
-        out,
-        mode=cfg.mode,
-        source=cfg.standin,  # type: ignore[arg-type]
-        label_every=cfg.standin_label_every,
-        seed=cfg.seed,
-        device=cfg.device,
-        davis_resolution=cfg.davis_resolution,
-        runs=cfg.runs,
-    )
+def prepare(cfg: MetricsConfig) -> Path:
+    """The prediction folder of ``cfg``.
+
+    Raises:
+        ConfigError: ``predictions`` is null (the message says which step makes predictions).
+        MetricsInputError: the folder does not exist.
+    """
+    return io.resolve_root(cfg.require_predictions())
 
 
-def evaluate(cfg: MetricsConfig, predictions: Path, standin: str | None = None) -> MetricsRun:
+def evaluate(cfg: MetricsConfig, predictions: Path) -> MetricsRun:
     """Evaluate and build the tables (nothing written)."""
     palette, names = palette_for(cfg)
     if cfg.mode == "davis":
@@ -128,7 +118,7 @@ def evaluate(cfg: MetricsConfig, predictions: Path, standin: str | None = None) 
         )
         results = evaluate_semantic(predictions, cfg.ground_truth, runs=cfg.runs, opts=opts)
         report = semantic_report(results, names)
-    return MetricsRun(cfg, predictions, standin, results, report, palette, names)
+    return MetricsRun(cfg, predictions, results, report, palette, names)
 
 
 def overlay_frames(run: MetricsRun) -> list[tuple[str, str]]:
@@ -145,10 +135,7 @@ def overlay_frames(run: MetricsRun) -> list[tuple[str, str]]:
 def run_metrics(cfg: MetricsConfig) -> MetricsRun:
     """Inputs -> tables (CSV); returns the :class:`MetricsRun` (figures and video: ``dino_lib.viz.metrics``)."""
     out = Path(cfg.output_dir)
-    predictions, standin = prepare(cfg)
-    run = evaluate(cfg, predictions, standin)  # checks every input before anything is written
+    run = evaluate(cfg, prepare(cfg))  # checks every input before anything is written
     save_run_config(cfg, out)
     run.files.update(run.report.save(out))
-    if standin:
-        logger.warning("scores above are for DEMO STAND-IN predictions (%s)", standin)
     return run

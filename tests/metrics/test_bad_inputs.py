@@ -20,7 +20,8 @@ CASES = {
     "unknown mode": (["mode=iou"], ["command line: mode: expected one of"]),
     "zero fps": (["--fps", "0"], ["fps: must be > 0"]),
     "unknown video format": (["video=avi"], ["video"]),
-    "unknown device": (["device=tpu"], ["device: expected auto, cpu, cuda or cuda:N"]),
+    "no predictions": ([], ["predictions: no prediction folder given", "python -m dino_lib.propagation"]),
+    "removed stand-in key": (["standin=corrupt"], ["'standin'", "tools/demo/standin.py"]),
 }
 
 

@@ -1,6 +1,10 @@
-"""The metrics step end to end: ``python -m dino_lib.metrics`` on the sample data with stand-in predictions."""
+"""The metrics step end to end: ``python -m dino_lib.metrics`` on the sample data, scoring predictions made by the
+demo stand-in tool (tools/demo/standin.py, corrupted ground truth: fast and deterministic)."""
 
 from __future__ import annotations
+
+import runpy
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -9,15 +13,23 @@ from dino_lib.config import ConfigError, load_config
 from dino_lib.metrics.__main__ import main
 from dino_lib.metrics.config import MetricsConfig
 
+REPO = Path(__file__).resolve().parents[2]
+corrupt_predictions = runpy.run_path(str(REPO / "tools" / "demo" / "standin.py"))["corrupt_predictions"]
 
-def test_cli_semantic_with_corrupted_standin(tmp_path, sample_paths, capsys):
+
+@pytest.fixture(scope="module")
+def driving_predictions(sample_paths, tmp_path_factory) -> Path:
+    return corrupt_predictions("sample:driving", tmp_path_factory.mktemp("pred"), label_every=8)
+
+
+def test_cli_semantic(tmp_path, driving_predictions, capsys):
     out = tmp_path / "m"
-    assert main([f"output_dir={out}", "standin=corrupt", "video=mp4", "overlays=2"]) == 0
+    assert main([f"predictions={driving_predictions}", f"output_dir={out}", "video=mp4", "overlays=2"]) == 0
     text = capsys.readouterr().out
-    assert "DEMO STAND-IN" in text and "miou_fork" in text
+    assert "miou_fork" in text and "STAND-IN" not in text
     summary = pd.read_csv(out / "summary.csv")
     assert summary["run"].tolist() == ["pagoda-pan", "pooled"]
-    # the stand-in keeps annotated frames (every 8th) exact and corrupts the others, so scores are in (0, 1)
+    # corrupted ground truth: annotated frames (every 8th) exact, the others corrupted, so scores are in (0, 1)
     assert 0 < summary["miou_present"].iloc[0] < 1
     fork = pd.read_csv(out / "fork_compatible.csv")
     assert fork["frames_scored"].iloc[0] == 16 and "fork-compatible" in fork["definition"].iloc[0]
@@ -35,13 +47,14 @@ def test_cli_semantic_with_corrupted_standin(tmp_path, sample_paths, capsys):
 
 def test_cli_davis_mode(tmp_path, sample_paths, capsys):
     out = tmp_path / "d"
+    pred = corrupt_predictions("sample:davis", tmp_path / "pred", mode="davis")
     assert (
         main(
             [
                 f"output_dir={out}",
                 "mode=davis",
                 "ground_truth=sample:davis",
-                "standin=corrupt",
+                f"predictions={pred}",
                 "video=null",
                 "overlays=1",
             ]
@@ -55,12 +68,20 @@ def test_cli_davis_mode(tmp_path, sample_paths, capsys):
     assert (out / "per-sequence_results.csv").is_file()
 
 
-@pytest.mark.slow
-def test_cli_with_propagation_standin(tmp_path, sample_paths):
-    out = tmp_path / "p"
-    assert main([f"output_dir={out}", "video=gif", "overlays=1", "gallery_per_class=1"]) == 0
-    assert (out / "standin_predictions" / "pagoda-pan" / "manifest.json").is_file()
-    assert pd.read_csv(out / "summary.csv")["frames_evaluated"].iloc[0] == 14  # 16 frames, keyframes 0 and 8
+def test_cli_without_predictions_stops_before_anything_is_written(tmp_path, sample_paths):
+    out = tmp_path / "none"
+    with pytest.raises(ConfigError, match="predictions: no prediction folder given") as err:
+        main([f"output_dir={out}"])
+    assert err.value.key == "predictions"
+    assert "python -m dino_lib.propagation" in str(err.value) and "propagate_segmentation" in str(err.value)
+    assert not out.exists()
+
+
+def test_removed_standin_keys_say_where_stand_ins_went():
+    for key in ("standin=corrupt", "standin_label_every=50", "seed=1", "device=cpu"):
+        with pytest.raises(ConfigError, match="no longer a key.*tools/demo/standin.py") as err:
+            load_config(MetricsConfig, None, [key])
+        assert err.value.key == key.split("=")[0]
 
 
 def test_ci_params_load_and_validate(repo_root):
