@@ -160,7 +160,7 @@ def linear_probe(data: dict[str, Any], teacher: str, scratch: Path) -> float:
     from torch.utils.data import TensorDataset
 
     from dino_lib.data.labelled import labelled_splits
-    from dino_lib.eval.linear import train_linear_probe
+    from dino_lib.eval.linear import ProbeHyperparameters, train_linear_probe
     from dino_lib.features import extract_features
     from dino_lib.features.transforms import eval_transform
     from dino_lib.models import build_backbone
@@ -177,7 +177,7 @@ def linear_probe(data: dict[str, Any], teacher: str, scratch: Path) -> float:
         TensorDataset(val_f.features, val_f.labels),
         dim=train_f.features.shape[1],
         num_labels=len(splits.classes),
-        lr=1.0,
+        hparams=ProbeHyperparameters(lr=1.0),
         output_dir=scratch,
         progress=False,
     )

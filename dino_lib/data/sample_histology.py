@@ -49,27 +49,22 @@ def _grid(hw: tuple[int, int], size: int) -> list[tuple[int, int]]:
     return [(x, y) for y in range(0, hw[0] - size + 1, size) for x in range(0, hw[1] - size + 1, size)]
 
 
-def build_histology_regions(dest: Path) -> int:
-    """Write ``dest/<slide>_x<X>_y<Y>.png`` regions of 1024 x 1024; returns the number of regions."""
+def _write_squares(dest: Path, size: int, suffix: str, **save_kwargs: int) -> int:
+    """Write ``dest/<slide>_x<X>_y<Y><suffix>`` squares of ``size`` on a grid over each slide; returns their number."""
     dest.mkdir(parents=True, exist_ok=True)
     n = 0
     for name, slide in make_slides().items():
-        for x, y in _grid(slide.shape[:2], REGION_SIZE):
-            Image.fromarray(slide[y : y + REGION_SIZE, x : x + REGION_SIZE]).save(
-                dest / f"{name}_x{x}_y{y}.png", compress_level=6
-            )
+        for x, y in _grid(slide.shape[:2], size):
+            Image.fromarray(slide[y : y + size, x : x + size]).save(dest / f"{name}_x{x}_y{y}{suffix}", **save_kwargs)
             n += 1
     return n
+
+
+def build_histology_regions(dest: Path) -> int:
+    """Write ``dest/<slide>_x<X>_y<Y>.png`` regions of 1024 x 1024; returns the number of regions."""
+    return _write_squares(dest, REGION_SIZE, ".png", compress_level=6)
 
 
 def build_histology_tiles(dest: Path) -> int:
     """Write ``dest/<slide>_x<X>_y<Y>.jpg`` tiles of 256 x 256 covering every region; returns the number of tiles."""
-    dest.mkdir(parents=True, exist_ok=True)
-    n = 0
-    for name, slide in make_slides().items():
-        for x, y in _grid(slide.shape[:2], TILE_SIZE):
-            Image.fromarray(slide[y : y + TILE_SIZE, x : x + TILE_SIZE]).save(
-                dest / f"{name}_x{x}_y{y}.jpg", quality=JPEG_QUALITY
-            )
-            n += 1
-    return n
+    return _write_squares(dest, TILE_SIZE, ".jpg", quality=JPEG_QUALITY)

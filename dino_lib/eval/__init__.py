@@ -2,7 +2,7 @@
 
 from dino_lib.data.labelled import DataError, LabelledImageFolder, labelled_splits
 from dino_lib.eval.knn import DEFAULT_NB_KNN, knn_classify, knn_evaluate, knn_neighbors, knn_scores
-from dino_lib.eval.linear import LinearClassifier, train_linear_probe
+from dino_lib.eval.linear import LinearClassifier, ProbeHyperparameters, train_linear_probe
 from dino_lib.eval.monitor import knn_monitor
 
 __all__ = [
@@ -10,6 +10,7 @@ __all__ = [
     "DataError",
     "LabelledImageFolder",
     "LinearClassifier",
+    "ProbeHyperparameters",
     "knn_classify",
     "knn_evaluate",
     "knn_monitor",

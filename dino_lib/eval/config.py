@@ -11,6 +11,7 @@ import dataclasses
 from typing import Literal
 
 from dino_lib.config import ConfigError, param
+from dino_lib.features.config import AvgpoolLayout, interleaved_layout
 from dino_lib.runtime.precision import PRECISION_CHOICES
 
 __all__ = ["EvalConfig"]
@@ -51,7 +52,7 @@ class EvalConfig:
     # linear probe
     n_last_blocks: int = param(4, ge=1)
     avgpool_patchtokens: bool = False
-    avgpool_layout: Literal["auto", "interleaved", "appended"] = param(
+    avgpool_layout: AvgpoolLayout = param(
         "auto", help="auto = interleaved for n_last_blocks=1 (reference), appended otherwise"
     )
     epochs: int = param(100, ge=1)
@@ -80,6 +81,4 @@ class EvalConfig:
     @property
     def interleave(self) -> bool:
         """Whether avgpool features use the reference's per-channel interleaving."""
-        if self.avgpool_layout == "auto":
-            return self.n_last_blocks == 1
-        return self.avgpool_layout == "interleaved"
+        return interleaved_layout(self.avgpool_layout, self.n_last_blocks)

@@ -30,9 +30,33 @@ from dino_lib.utils.io import atomic_torch_save, atomic_write_text, safe_torch_l
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LinearClassifier", "linear_state_dict", "load_linear_state", "train_linear_probe", "evaluate_linear"]
+__all__ = [
+    "LinearClassifier",
+    "ProbeHyperparameters",
+    "linear_state_dict",
+    "load_linear_state",
+    "train_linear_probe",
+    "evaluate_linear",
+]
 
 CHECKPOINT_NAME = "checkpoint.pth.tar"
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeHyperparameters:
+    """How long and how fast the probe trains; the defaults are the reference's command-line defaults.
+
+    Args:
+        epochs: training epochs (the cosine schedule anneals to 0 over them).
+        lr: learning rate for a total batch of 256 (scaled by ``batch_size * world_size / 256``).
+        batch_size: batch size per process.
+        val_freq: validate every ``val_freq`` epochs (and at the last epoch).
+    """
+
+    epochs: int = 100
+    lr: float = 0.001
+    batch_size: int = 128
+    val_freq: int = 1
 
 
 class LinearClassifier(nn.Module):
@@ -105,10 +129,7 @@ def train_linear_probe(
     *,
     dim: int,
     num_labels: int,
-    epochs: int = 100,
-    lr: float = 0.001,
-    batch_size: int = 128,
-    val_freq: int = 1,
+    hparams: ProbeHyperparameters | None = None,
     output_dir: str | Path | None = None,
     device: torch.device | str = "cpu",
     num_workers: int = 0,
@@ -123,7 +144,7 @@ def train_linear_probe(
             features; called under ``no_grad``.
         train_data, val_data: datasets of ``(input, label)`` (augmented images, or feature tensors).
         dim, num_labels: classifier size.
-        epochs, lr, batch_size, val_freq: as the reference (lr is scaled by ``batch_size * world / 256``).
+        hparams: epochs, learning rate, batch size and validation frequency (the reference's by default).
         output_dir: where ``checkpoint.pth.tar``, ``log.jsonl`` and ``linear_results.json`` go; resumed from.
         device, num_workers, seed, progress: run settings.
         signature: what the features depend on (weights hash, layout, ...); a checkpoint in ``output_dir`` made
@@ -132,9 +153,10 @@ def train_linear_probe(
     Returns:
         ``{"best_acc", "best_epoch", "last_acc", "last", "history", "lr"}`` (accuracies in percent).
     """
+    hp = hparams or ProbeHyperparameters()
     device = torch.device(device)
     rank, world = _world()
-    probe = _build_probe(train_data, val_data, dim, num_labels, epochs, lr, batch_size, device, num_workers, seed)
+    probe = _build_probe(train_data, val_data, dim, num_labels, hp, device, num_workers, seed)
     out = Path(output_dir) if output_dir is not None else None
     ckpt_path = out / CHECKPOINT_NAME if out is not None else None
     state = _Progress(0, 0.0, -1, [])
@@ -147,9 +169,9 @@ def train_linear_probe(
 
     history = state.history
     last: dict[str, float] = history[-1].get("val", {}) if history else {}
-    for epoch in range(state.start_epoch, epochs):
+    for epoch in range(state.start_epoch, hp.epochs):
         record = _train_probe_epoch(probe, frozen, device, epoch, seed, show=progress and rank == 0)
-        if epoch % val_freq == 0 or epoch == epochs - 1:
+        if epoch % hp.val_freq == 0 or epoch == hp.epochs - 1:
             last = evaluate_linear(probe.classifier, probe.val_loader, frozen, device, num_labels)
             record["val"] = last
             if last["acc1"] > state.best_acc or state.best_epoch < 0:
@@ -200,9 +222,7 @@ def _build_probe(
     val_data: Dataset,
     dim: int,
     num_labels: int,
-    epochs: int,
-    lr: float,
-    batch_size: int,
+    hp: ProbeHyperparameters,
     device: torch.device,
     num_workers: int,
     seed: int,
@@ -214,21 +234,21 @@ def _build_probe(
         classifier = nn.parallel.DistributedDataParallel(
             classifier, device_ids=[device] if device.type == "cuda" else None
         )
-    scaled_lr = lr * batch_size * world / 256.0
+    scaled_lr = hp.lr * hp.batch_size * world / 256.0
     optimizer = torch.optim.SGD(classifier.parameters(), lr=scaled_lr, momentum=0.9, weight_decay=0.0)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs, eta_min=0.0)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, hp.epochs, eta_min=0.0)
     sampler = DistributedSampler(train_data, shuffle=True, seed=seed) if world > 1 else None
     generator = torch.Generator().manual_seed(seed)
     train_loader = DataLoader(
         train_data,
-        batch_size=batch_size,
+        batch_size=hp.batch_size,
         shuffle=sampler is None,
         sampler=sampler,
         num_workers=num_workers,
         drop_last=False,
         generator=generator,
     )
-    val_loader = DataLoader(val_data, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    val_loader = DataLoader(val_data, batch_size=hp.batch_size, shuffle=False, num_workers=num_workers)
     return _Probe(classifier, optimizer, scheduler, scaled_lr, sampler, generator, train_loader, val_loader)
 
 

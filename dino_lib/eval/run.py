@@ -19,9 +19,9 @@ from torch.utils.data import TensorDataset
 
 from dino_lib.config import to_dict
 from dino_lib.data.labelled import LabelledSplits, labelled_splits
+from dino_lib.eval import linear
 from dino_lib.eval.config import EvalConfig
 from dino_lib.eval.knn import knn_evaluate
-from dino_lib.eval.linear import LinearClassifier, evaluate_linear, load_linear_state, train_linear_probe
 from dino_lib.features.backbone import eval_backbone_from_config
 from dino_lib.features.cache import cached_extract, dump_reference_features, feature_cache_meta, load_reference_features
 from dino_lib.features.extract import ExtractedFeatures, backbone_features
@@ -172,22 +172,21 @@ def run_linear(cfg: EvalConfig, backbone: nn.Module, *, progress: bool = True) -
         with torch.no_grad():
             dim = features_fn(torch.zeros(1, 3, cfg.crop, cfg.crop, device=device)).shape[-1]
     if cfg.linear_weights:
-        classifier = LinearClassifier(dim, num_labels).to(device)
-        load_linear_state(classifier, safe_torch_load(cfg.linear_weights), cfg.linear_weights)
+        classifier = linear.LinearClassifier(dim, num_labels).to(device)
+        linear.load_linear_state(classifier, safe_torch_load(cfg.linear_weights), cfg.linear_weights)
         loader = torch.utils.data.DataLoader(val_data, batch_size=cfg.batch_size_per_gpu, num_workers=num_workers)
-        stats = evaluate_linear(classifier, loader, lambda x: features_fn(x).float(), device, num_labels)
+        stats = linear.evaluate_linear(classifier, loader, lambda x: features_fn(x).float(), device, num_labels)
         result: dict[str, Any] = {"best_acc": stats["acc1"], "last_acc": stats["acc1"], "last": stats, "history": []}
     else:
-        result = train_linear_probe(
+        result = linear.train_linear_probe(
             features_fn,
             train_data,
             val_data,
             dim=dim,
             num_labels=num_labels,
-            epochs=cfg.epochs,
-            lr=cfg.lr,
-            batch_size=cfg.batch_size_per_gpu,
-            val_freq=cfg.val_freq,
+            hparams=linear.ProbeHyperparameters(
+                epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size_per_gpu, val_freq=cfg.val_freq
+            ),
             output_dir=out_dir,
             device=device,
             num_workers=num_workers,

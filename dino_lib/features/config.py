@@ -8,7 +8,16 @@ from typing import Literal
 from dino_lib.config import ConfigError, param
 from dino_lib.runtime.precision import PRECISION_CHOICES
 
-__all__ = ["FeatureConfig"]
+__all__ = ["AvgpoolLayout", "FeatureConfig", "interleaved_layout"]
+
+AvgpoolLayout = Literal["auto", "interleaved", "appended"]
+
+
+def interleaved_layout(avgpool_layout: AvgpoolLayout, n_last_blocks: int) -> bool:
+    """Whether avgpool features use the reference's per-channel interleaving (``auto``: only for one block)."""
+    if avgpool_layout == "auto":
+        return n_last_blocks == 1
+    return avgpool_layout == "interleaved"
 
 
 @dataclasses.dataclass
@@ -32,7 +41,7 @@ class FeatureConfig:
     precision: str = param("auto", choices=PRECISION_CHOICES, help="auto: bf16 where native, else fp32")
     n_last_blocks: int = param(1, ge=1)
     avgpool_patchtokens: bool = False
-    avgpool_layout: Literal["auto", "interleaved", "appended"] = "auto"
+    avgpool_layout: AvgpoolLayout = "auto"
     cache_dir: str | None = None
 
     def validate(self) -> None:
@@ -43,6 +52,4 @@ class FeatureConfig:
 
     @property
     def interleave(self) -> bool:
-        if self.avgpool_layout == "auto":
-            return self.n_last_blocks == 1
-        return self.avgpool_layout == "interleaved"
+        return interleaved_layout(self.avgpool_layout, self.n_last_blocks)

@@ -23,9 +23,12 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["CENTERINGS", "DINOLoss", "sinkhorn_knopp", "teacher_temp_schedule"]
+__all__ = ["CENTERINGS", "CENTER_MOMENTUM", "DINOLoss", "STUDENT_TEMP", "sinkhorn_knopp", "teacher_temp_schedule"]
 
 CENTERINGS = ("center", "sinkhorn_knopp")
+# The paper's defaults, shared with the training configuration.
+STUDENT_TEMP = 0.1
+CENTER_MOMENTUM = 0.9
 
 
 def teacher_temp_schedule(
@@ -96,8 +99,8 @@ class DINOLoss(nn.Module):
         teacher_temp: float,
         warmup_teacher_temp_epochs: int,
         nepochs: int,
-        student_temp: float = 0.1,
-        center_momentum: float = 0.9,
+        student_temp: float = STUDENT_TEMP,
+        center_momentum: float = CENTER_MOMENTUM,
         centering: str = "center",
     ) -> None:
         super().__init__()

@@ -105,18 +105,22 @@ def summary(results: list[RunResult]) -> Any:
     )
 
 
+# The configuration keys that :func:`build_extractor` takes under the same name.
+_EXTRACTOR_KEYS = (
+    "patch_size",
+    "pretrained_weights",
+    "checkpoint_key",
+    "layer",
+    "cnn_stage",
+    "mae_pos_embed",
+    "model_kwargs",
+    "seed",
+)
+
+
 def extractor_from_config(cfg: PropagationConfig) -> FeatureExtractor:
-    return build_extractor(
-        cfg.arch,
-        patch_size=cfg.patch_size,
-        pretrained_weights=cfg.pretrained_weights,
-        checkpoint_key=cfg.checkpoint_key,
-        layer=cfg.layer,
-        cnn_stage=cfg.cnn_stage,
-        mae_pos_embed=cfg.mae_pos_embed,
-        model_kwargs=cfg.model_kwargs,
-        seed=cfg.seed,  # type: ignore[arg-type]
-    )
+    """The configuration's backbone: :func:`build_extractor` of ``cfg.arch`` with the keys above."""
+    return build_extractor(cfg.arch, **{key: getattr(cfg, key) for key in _EXTRACTOR_KEYS})
 
 
 def list_videos(cfg: PropagationConfig) -> list[VideoRun]:

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 from dino_lib.config import ConfigError, param
-from dino_lib.losses.dino_loss import CENTERINGS
+from dino_lib.losses.dino_loss import CENTER_MOMENTUM, CENTERINGS, STUDENT_TEMP
 from dino_lib.runtime.precision import PRECISION_CHOICES
 
 __all__ = ["TrainConfig", "SlurmConfig"]
@@ -63,8 +63,8 @@ class TrainConfig:
     warmup_teacher_temp: float = param(0.04, gt=0.0)
     teacher_temp: float = param(0.04, gt=0.0)
     warmup_teacher_temp_epochs: int = param(0, ge=0)
-    student_temp: float = param(0.1, gt=0.0)
-    center_momentum: float = param(0.9, ge=0.0, le=1.0)
+    student_temp: float = param(STUDENT_TEMP, gt=0.0)
+    center_momentum: float = param(CENTER_MOMENTUM, ge=0.0, le=1.0)
     teacher_centering: str = param(
         "center",
         choices=CENTERINGS,

@@ -6,7 +6,13 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from dino_lib.eval.linear import LinearClassifier, linear_state_dict, load_linear_state, train_linear_probe
+from dino_lib.eval.linear import (
+    LinearClassifier,
+    ProbeHyperparameters,
+    linear_state_dict,
+    load_linear_state,
+    train_linear_probe,
+)
 from dino_lib.features import backbone_features, linear_features
 from dino_lib.models import DinoVisionTransformer
 
@@ -71,9 +77,7 @@ def test_probe_reaches_high_accuracy_on_separable_features(tmp_path):
         _separable(25, 1),
         dim=20,
         num_labels=4,
-        epochs=10,
-        lr=2.0,
-        batch_size=32,
+        hparams=ProbeHyperparameters(epochs=10, lr=2.0, batch_size=32),
         output_dir=tmp_path,
         progress=False,
     )
@@ -84,7 +88,12 @@ def test_probe_reaches_high_accuracy_on_separable_features(tmp_path):
 
 
 def test_resume_continues_exactly(tmp_path):
-    kwargs = {"dim": 20, "num_labels": 4, "epochs": 4, "lr": 0.5, "batch_size": 16, "progress": False}
+    kwargs = {
+        "dim": 20,
+        "num_labels": 4,
+        "hparams": ProbeHyperparameters(epochs=4, lr=0.5, batch_size=16),
+        "progress": False,
+    }
     full = train_linear_probe(lambda x: x, _separable(10, 0), _separable(5, 1), output_dir=tmp_path / "a", **kwargs)
     calls = {"n": 0}
 
@@ -119,9 +128,7 @@ def test_checkpoint_of_other_features_is_not_resumed(tmp_path, caplog):
     kwargs = {
         "dim": 20,
         "num_labels": 4,
-        "epochs": 2,
-        "lr": 0.5,
-        "batch_size": 16,
+        "hparams": ProbeHyperparameters(epochs=2, lr=0.5, batch_size=16),
         "progress": False,
         "output_dir": tmp_path,
     }
