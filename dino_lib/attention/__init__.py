@@ -11,6 +11,7 @@ Command-line twin: ``python -m dino_lib.attention --config FILE [key=value ...]`
 from dino_lib.attention.config import AttentionConfig
 from dino_lib.attention.explorer import MapExplorer
 from dino_lib.attention.extract import AttentionMaps, attention_maps, num_prefix_tokens, selfattention, vit_tokens
+from dino_lib.attention.foreground import bright_foreground, mass_on_foreground, mean_mass_on_bright_foreground
 from dino_lib.attention.hooks import AttentionCapture, capture_attention
 from dino_lib.attention.pipeline import (
     AttentionRun,
@@ -44,6 +45,9 @@ from dino_lib.attention.video import (
 # HIPT hierarchical heat maps are re-exported below.
 
 __all__ = [
+    "bright_foreground",
+    "mass_on_foreground",
+    "mean_mass_on_bright_foreground",
     "AttentionCapture",
     "AttentionConfig",
     "AttentionMaps",
