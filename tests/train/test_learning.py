@@ -3,8 +3,8 @@ backbone at initialisation.
 
 * the sample photos (8 photos -> 8 classes of crops): the labelled task is small (32 validation crops), so the
   score is the mean top-1 over k in {1, 5, 10, 20}; it must rise;
-* the small-data recipe as shipped on scikit-learn's digits (445 held-out scans): the weighted 20-NN top-1 must
-  rise by a stated margin.
+* the small-data recipe as shipped on scikit-learn's digits (5 epochs on the 1352 training scans, 445 held out): the
+  weighted 20-NN top-1 must rise by a stated margin.
 
 Runs are seeded and fp32, hence deterministic for a given thread count."""
 
@@ -68,14 +68,15 @@ def test_pretraining_improves_knn(tiny_cfg):
 
 SMALL_DATA = Path(__file__).resolve().parents[2] / "params" / "pretrain" / "small_data.yaml"
 #: Points of weighted 20-NN top-1 (digits, held-out split) the short run must add to its initialisation. Measured
-#: with seed 0 in fp32 on 2 threads: 50.1 % -> 56.9 % (+6.8); the margin leaves room for other thread counts.
-MIN_GAIN_POINTS = 4.0
+#: with seed 0 in fp32 on an idle 2-core AMD EPYC (AVX2): 50.1 % -> 74.2 % (+24.1) in 84 s; the margin leaves room
+#: for other thread counts and CPUs.
+MIN_GAIN_POINTS = 15.0
 
 
 def test_small_data_recipe_learns_digits(tmp_path):
     """The small-data recipe, as shipped, on scikit-learn's digits: a few epochs lift the teacher's k-NN by a margin,
     the loss leaves ln K, and no collapse warning fires."""
-    epochs = 3
+    epochs = 5
     cfg = load_config(
         TrainConfig,
         SMALL_DATA,
@@ -84,7 +85,7 @@ def test_small_data_recipe_learns_digits(tmp_path):
             "precision": "fp32",
             "device": "cpu",
             "epochs": epochs,
-            "max_images": 640,
+            "max_images": None,
             "knn_every": epochs,
             "log_every": 5,
         },
@@ -94,7 +95,7 @@ def test_small_data_recipe_learns_digits(tmp_path):
     init = next(r for r in records if r.get("event") == "knn_init")["knn_teacher_top1"]
     after = res.last_epoch["knn_teacher_top1"]
     losses = [r["loss"] for r in records if r.get("type") == "iter"]
-    print(f"small-data recipe, {epochs} epochs on 640 digits: teacher 20-NN top-1 {init:.1f} % -> {after:.1f} %")
+    print(f"small-data recipe, {epochs} epochs on the training digits: 20-NN top-1 {init:.1f} % -> {after:.1f} %")
     assert after >= init + MIN_GAIN_POINTS
     assert min(losses) < 0.9 * cfg.ln_k  # the loss left ln K
     assert not [r for r in records if r.get("event") == "warning"]
