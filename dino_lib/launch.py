@@ -37,6 +37,20 @@ if TYPE_CHECKING:
     from dino_lib.train.callbacks import TrainCallback
 
 
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "LaunchResult",
+    "default_callbacks",
+    "launch",
+    "torchrun_command",
+    "write_launch_config",
+    "slurm_parameters",
+    "DinoSlurmJob",
+    "follow_log",
+]
+
+
 def default_callbacks(cfg: TrainConfig) -> list[TrainCallback]:
     """The callbacks a training configuration asks for: the k-NN monitor of ``knn_every`` (when > 0) and, with
     ``tensorboard: true``, the teacher's attention image at each k-NN epoch. The trainer imports neither
@@ -55,19 +69,6 @@ def default_callbacks(cfg: TrainConfig) -> list[TrainCallback]:
         folder = resolve_data_path(cfg.knn_data_path)
         callbacks.append(AttentionSnapshot.first_image_of(folder, image_size=cfg.knn_crop, every=cfg.knn_every))
     return callbacks
-
-
-logger = logging.getLogger(__name__)
-
-__all__ = [
-    "LaunchResult",
-    "launch",
-    "torchrun_command",
-    "write_launch_config",
-    "slurm_parameters",
-    "DinoSlurmJob",
-    "follow_log",
-]
 
 
 @dataclass

@@ -338,8 +338,11 @@ def _forward_backward(
                 teacher_out = parts.teacher(crops[:2])  # (2B, K)
             student_out, student_cls = _student_forward(parts, cfg, crops)  # (ncrops B, K)
         loss = parts.dino_loss(student_out, teacher_out, epoch)  # fp32; updates the center afterwards
-        total, stats = _add_koleo(loss, student_cls, cfg, dict(parts.dino_loss.last_stats))
+        total, koleo = _add_koleo(loss, student_cls, cfg)
         (parts.scaler.scale(total) if parts.scaler is not None else total).backward()
+        stats = dict(parts.dino_loss.last_stats)
+        if koleo is not None:
+            stats["koleo_loss"] = koleo
         return loss.detach().clone(), stats
     micro = crops[0].shape[0] // n
     teacher_outs, total, entropy = [], torch.zeros((), device=device), torch.zeros((), device=device)
@@ -354,13 +357,13 @@ def _forward_backward(
                     teacher_out = parts.teacher(chunk[:2])  # (2 B/N, K)
                 student_out, student_cls = _student_forward(parts, cfg, chunk)  # (ncrops B/N, K)
             loss = parts.dino_loss(student_out, teacher_out, epoch, update_center=False) / n
-            loss_and_koleo, micro_stats = _add_koleo(loss, student_cls, cfg, {}, scale=1.0 / n)
+            loss_and_koleo, micro_koleo = _add_koleo(loss, student_cls, cfg, scale=1.0 / n)
             (parts.scaler.scale(loss_and_koleo) if parts.scaler is not None else loss_and_koleo).backward()
         teacher_outs.append(teacher_out.detach().float())
         total += loss.detach()
         entropy += parts.dino_loss.last_stats["teacher_entropy"] / n
-        if "koleo_loss" in micro_stats:
-            koleo += micro_stats["koleo_loss"] / n
+        if micro_koleo is not None:
+            koleo += micro_koleo / n
     parts.dino_loss.update_center(torch.cat(teacher_outs))
     stats = dict(parts.dino_loss.last_stats, teacher_entropy=entropy, center_norm=parts.dino_loss.center.norm())
     if cfg.koleo_weight:
@@ -379,19 +382,15 @@ def _student_forward(
 
 
 def _add_koleo(
-    loss: torch.Tensor,
-    student_cls: torch.Tensor | None,
-    cfg: TrainConfig,
-    stats: dict[str, torch.Tensor],
-    scale: float = 1.0,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The DINO loss plus ``koleo_weight`` x the KoLeo term of each global crop's features (summed over the two
-    crops, as in DINOv2); the KoLeo value joins the logged statistics, the DINO loss stays the logged loss."""
+    loss: torch.Tensor, student_cls: torch.Tensor | None, cfg: TrainConfig, scale: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(loss to back-propagate, detached KoLeo value or None)``: the DINO loss plus ``koleo_weight`` x the KoLeo
+    term of each global crop's features (summed over the two crops, as in DINOv2). The KoLeo value is logged on its
+    own; the logged loss stays the DINO loss."""
     if student_cls is None:
-        return loss, stats
+        return loss, None
     koleo = sum(koleo_loss(part) for part in student_cls.chunk(2))
-    stats["koleo_loss"] = koleo.detach()
-    return loss + scale * cfg.koleo_weight * koleo, stats
+    return loss + scale * cfg.koleo_weight * koleo, koleo.detach()
 
 
 @dataclass
