@@ -19,7 +19,6 @@ import numpy as np
 from PIL import Image
 
 from dino_lib.data.image_folder import IMAGE_EXTENSIONS
-from dino_lib.data.samples import resolve_data_path
 from dino_lib.data.video_sets import VideoSetError, davis_video_folders, driving_run_folders, natural_key
 
 __all__ = [
@@ -32,7 +31,6 @@ __all__ = [
     "read_label",
     "check_label_ids",
     "check_frame_sizes",
-    "resolve_root",
 ]
 
 logger = logging.getLogger(__name__)
@@ -68,11 +66,6 @@ class VideoRun:
                 "does not exist; add the label, or choose another refresh_label_interval / keyframe_policy"
             )
         return self.labels[stem]
-
-
-def resolve_root(spec: str | Path) -> Path:
-    """``sample:<name>[/sub]`` through :func:`dino_lib.data.samples.resolve_data_path`, anything else as a path."""
-    return resolve_data_path(spec)
 
 
 def list_media(folder: Path, suffixes: Sequence[str], what: str) -> list[Path]:

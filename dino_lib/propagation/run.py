@@ -18,6 +18,7 @@ import torch
 
 from dino_lib.config import run_metadata, to_dict
 from dino_lib.data.decode import check_images
+from dino_lib.data.samples import resolve_data_path
 from dino_lib.propagation import outputs, policies
 from dino_lib.propagation.backbones import FeatureExtractor, build_extractor
 from dino_lib.propagation.config import PropagationConfig
@@ -30,7 +31,6 @@ from dino_lib.propagation.io import (
     check_frame_sizes,
     davis_videos,
     driving_runs,
-    resolve_root,
 )
 from dino_lib.propagation.labels import encode_labels
 from dino_lib.propagation.parity import davis_geometry, parity_decode
@@ -124,7 +124,7 @@ def extractor_from_config(cfg: PropagationConfig) -> FeatureExtractor:
 
 
 def list_videos(cfg: PropagationConfig) -> list[VideoRun]:
-    root = resolve_root(cfg.data_path)
+    root = resolve_data_path(cfg.data_path)
     if cfg.dataset == "davis":
         return davis_videos(root, resolution=cfg.davis_resolution, split=cfg.davis_split, videos=cfg.runs)
     return driving_runs(root, cfg.runs)
