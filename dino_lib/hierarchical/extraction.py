@@ -28,10 +28,11 @@ import torch
 
 from dino_lib.config import ConfigError, from_dict, param, save_run_config
 from dino_lib.data.decode import check_images
+from dino_lib.data.samples import resolve_data_path
 from dino_lib.hierarchical.dataset import RegionDataError, check_region_tensor, load_feature_file
 from dino_lib.hierarchical.encoder import TileEncoder, load_tile_encoder
 from dino_lib.hierarchical.manifest import SCHEMA_VERSION, format_stats, read_manifest, write_manifest
-from dino_lib.hierarchical.sources import RegionSource, list_regions, load_region_tiles, resolve_path
+from dino_lib.hierarchical.sources import RegionSource, list_regions, load_region_tiles
 from dino_lib.hierarchical.stacks import write_slide_stacks
 from dino_lib.runtime import autocast, get_rank, get_world_size, resolve_device, resolve_precision
 from dino_lib.runtime.precision import PRECISION_CHOICES
@@ -294,7 +295,7 @@ def extract_regions(cfg: RegionExtractionConfig, encoder: TileEncoder | None = N
     rank, world = get_rank(), get_world_size()
     device = resolve_device(cfg.device)
     encoder = (encoder or _build_encoder(cfg)).to(device)
-    sources = list_regions(resolve_path(cfg.data_path), layout=cfg.input_layout,
+    sources = list_regions(resolve_data_path(cfg.data_path), layout=cfg.input_layout,
                            region_size=cfg.region_size, tile_size=cfg.tile_size)  # fmt: skip
     rows = _resume_rows(cfg, out, encoder, _norm_stats(encoder))
     todo = [s for s in sources if s.region_id not in rows][rank::world]  # shard by rank; one process: all

@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from dino_lib.config import param, save_run_config
+from dino_lib.data.samples import resolve_data_path
 from dino_lib.hierarchical.composer import HIPTComposer, load_hipt
 from dino_lib.hierarchical.heatmaps import HIPTHeatmaps, hipt_heatmaps
-from dino_lib.hierarchical.sources import read_image, resolve_path
+from dino_lib.hierarchical.sources import read_image
 from dino_lib.runtime import resolve_device
 from dino_lib.utils.io import atomic_write_bytes
 
@@ -59,7 +60,7 @@ def run_hipt_heatmaps(cfg: HIPTHeatmapConfig) -> tuple[HIPTHeatmaps, HIPTCompose
                          input_size=cfg.input_size, normalization=cfg.normalization, checkpoint_key=cfg.checkpoint_key,
                          region_kwargs=cfg.region_kwargs, batch_size=cfg.batch_size,
                          pad_mode=cfg.pad_mode, device=device)  # type: ignore[arg-type]  # fmt: skip
-    image = read_image(resolve_path(cfg.image_path))
+    image = read_image(resolve_data_path(cfg.image_path))
     maps = hipt_heatmaps(composer, image, scale=cfg.scale, tile_normalization=cfg.tile_normalization,  # type: ignore[arg-type]
                          region_normalization=cfg.region_normalization)  # type: ignore[arg-type]  # fmt: skip
     out = Path(cfg.output_dir)

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from dino_lib.config import ConfigError, from_dict, param
+from dino_lib.data.samples import resolve_data_path
 from dino_lib.hierarchical.crops import RegionCrops, derive_crop_sizes, validate_crop_sizes
 from dino_lib.hierarchical.dataset import RegionDataError, RegionFeatureDataset
 from dino_lib.hierarchical.extraction import ensure_region_features
 from dino_lib.hierarchical.manifest import read_manifest
-from dino_lib.hierarchical.sources import resolve_path
 from dino_lib.runtime import env_world_size
 from dino_lib.train.tasks import Task, register_task
 
@@ -68,7 +68,7 @@ def _manifest_path(data_path: Path) -> Path | None:
 def resolve_region_config(region: dict[str, Any] | RegionTaskConfig, data_path: str | Path) -> RegionTaskConfig:
     """Validate the ``region`` mapping and fill g / input_dim from the manifest; check the crop sizes."""
     cfg = region if isinstance(region, RegionTaskConfig) else from_dict(RegionTaskConfig, region, prefix="region.")
-    path = resolve_path(data_path)
+    path = resolve_data_path(data_path)
     manifest = _manifest_path(path)
     if (cfg.g is None or cfg.input_dim is None) and manifest is not None:
         rows = read_manifest(manifest)
@@ -128,7 +128,7 @@ def build_region_task(train_cfg: Any) -> Task:
 
         excluded += sorted(read_slide_list(cfg.exclude_slides_file))
     dataset = RegionFeatureDataset(
-        resolve_path(train_cfg.data_path), g=cfg.g, dim=cfg.input_dim, transform=crops,  # type: ignore[arg-type]
+        resolve_data_path(train_cfg.data_path), g=cfg.g, dim=cfg.input_dim, transform=crops,  # type: ignore[arg-type]
         exclude_slides=excluded, pct=cfg.pct, seed=seed, check_finite=cfg.check_finite, in_memory=cfg.in_memory,
     )  # fmt: skip
     world = env_world_size()

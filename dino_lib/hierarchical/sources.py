@@ -21,7 +21,7 @@ from dino_lib.data.decode import load_rgb
 from dino_lib.data.image_folder import IMAGE_EXTENSIONS
 from dino_lib.hierarchical.tiling import PadMode, fit_region, parse_tile_name, tile_region
 
-__all__ = ["RegionSource", "list_regions", "load_region_tiles", "read_image", "resolve_path"]
+__all__ = ["RegionSource", "list_regions", "load_region_tiles", "read_image"]
 
 log = logging.getLogger(__name__)
 
@@ -35,15 +35,6 @@ class RegionSource:
     x: int
     y: int
     files: list[Path]  # one region image, or g*g tiles in row-major order
-
-
-def resolve_path(spec: str | Path) -> Path:
-    """``sample:<attribute>[/sub]`` -> the embedded sample data (built on demand); anything else is a path."""
-    if str(spec).startswith("sample:"):
-        from dino_lib.data.samples import resolve_data_path
-
-        return Path(resolve_data_path(str(spec)))
-    return Path(spec)
 
 
 def read_image(path: Path, as_uint8: bool = False) -> torch.Tensor:
