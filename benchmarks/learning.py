@@ -36,6 +36,7 @@ import torch
 
 from dino_lib.config import load_config, read_yaml
 from dino_lib.runtime.perf import machine_header
+from dino_lib.runtime.precision import resolve_precision
 from dino_lib.train import TrainConfig, train
 from dino_lib.train.monitors import read_log
 
@@ -188,7 +189,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budget-s", type=float, default=600.0, help="training seconds per recipe (default 10 min)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2: a laptop's cores)")
-    parser.add_argument("--precision", default="fp32", help="fp32 unless the CPU has native bf16")
+    parser.add_argument(
+        "--precision", default="auto", help="auto (default): bf16 where the CPU has native bf16, fp32 otherwise"
+    )
     parser.add_argument("--recipes", nargs="+", default=["small_data", "paper"], choices=["small_data", "paper"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-images", type=int, default=None, help="pretrain on the first N images only (smoke runs)")
@@ -209,7 +212,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result: dict[str, Any] = {
             "benchmark": "learning",
             "machine": machine_header("cpu"),
-            "precision": args.precision,
+            "precision": resolve_precision(args.precision, "cpu"),
             "torch": torch.__version__,
             "budget_s_per_recipe": args.budget_s,
             "data": {"set": DATA, "pretrain_images": n_images, "knn": "weighted, k=20, T=0.07, train -> val"},
