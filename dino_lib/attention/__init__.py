@@ -11,7 +11,12 @@ Command-line twin: ``python -m dino_lib.attention --config FILE [key=value ...]`
 from dino_lib.attention.config import AttentionConfig
 from dino_lib.attention.explorer import MapExplorer
 from dino_lib.attention.extract import AttentionMaps, attention_maps, num_prefix_tokens, selfattention, vit_tokens
-from dino_lib.attention.foreground import bright_foreground, mass_on_foreground, mean_mass_on_bright_foreground
+from dino_lib.attention.foreground import (
+    bright_foreground,
+    foreground_share_by_block,
+    mass_on_foreground,
+    mean_mass_on_bright_foreground,
+)
 from dino_lib.attention.hooks import AttentionCapture, capture_attention
 from dino_lib.attention.pipeline import (
     AttentionRun,
@@ -48,6 +53,7 @@ __all__ = [
     "bright_foreground",
     "mass_on_foreground",
     "mean_mass_on_bright_foreground",
+    "foreground_share_by_block",
     "AttentionCapture",
     "AttentionConfig",
     "AttentionMaps",

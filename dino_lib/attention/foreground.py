@@ -13,7 +13,7 @@ import numpy as np
 
 from dino_lib.attention.pipeline import ImageAttention
 
-__all__ = ["bright_foreground", "mass_on_foreground", "mean_mass_on_bright_foreground"]
+__all__ = ["bright_foreground", "mass_on_foreground", "mean_mass_on_bright_foreground", "foreground_share_by_block"]
 
 
 def bright_foreground(picture: np.ndarray, fraction: float = 0.5) -> np.ndarray:
@@ -40,12 +40,42 @@ def mass_on_foreground(result: ImageAttention, foreground: np.ndarray, layer_pos
     return (maps * foreground[None]).sum(axis=(1, 2)) / np.maximum(total, 1e-12)
 
 
-def mean_mass_on_bright_foreground(results: list[ImageAttention], fraction: float = 0.5) -> dict[str, float]:
-    """Mean over images and heads of the attention share on the bright pixels, and the bright pixels' own share
-    (what uniform attention would give)."""
+def mean_mass_on_bright_foreground(
+    results: list[ImageAttention], fraction: float = 0.5, layer_pos: int = 0
+) -> dict[str, float]:
+    """Mean over images and heads of the attention share on the bright pixels (maps of ``result.layers[layer_pos]``),
+    and the bright pixels' own share (what uniform attention would give)."""
     shares, uniform = [], []
     for result in results:
         mask = bright_foreground(result.picture, fraction)
-        shares.append(mass_on_foreground(result, mask).mean())
+        shares.append(mass_on_foreground(result, mask, layer_pos).mean())
         uniform.append(mask.mean())
     return {"attention_on_foreground": float(np.mean(shares)), "uniform": float(np.mean(uniform))}
+
+
+def foreground_share_by_block(
+    results: list[ImageAttention], baseline: list[ImageAttention], fraction: float = 0.5
+) -> list[dict[str, float]]:
+    """One row per block of ``results`` (maps of several blocks of the same images): the attention share on the
+    bright pixels for the model, for ``baseline`` (the same images and blocks, e.g. random weights) and for uniform
+    attention. In a small ViT trained on digits the block whose CLS attention follows the strokes need not be the
+    last one, so every block is scored.
+
+    Raises:
+        ValueError: the two lists do not hold the same images and blocks.
+    """
+    if [(r.name, r.layers) for r in results] != [(r.name, r.layers) for r in baseline]:
+        raise ValueError("results and baseline must hold maps of the same images and blocks")
+    rows = []
+    for pos, block in enumerate(results[0].layers if results else []):
+        ours = mean_mass_on_bright_foreground(results, fraction, pos)
+        base = mean_mass_on_bright_foreground(baseline, fraction, pos)
+        rows.append(
+            {
+                "block": block,
+                "model": ours["attention_on_foreground"],
+                "baseline": base["attention_on_foreground"],
+                "uniform": ours["uniform"],
+            }
+        )
+    return rows
