@@ -1,7 +1,7 @@
 """Batched DINO multi-crop augmentation: the crops of a whole batch with vectorised tensor ops, on any device.
 
 The per-image PIL pipeline (:class:`dino_lib.data.augment.DataAugmentationDINO`) spends most of its time in
-per-transform dispatch when images are small (about 5 ms per image for 2 x 32 px + 4 x 16 px crops). Here the data
+per-transform dispatch when images are small (3-5 ms per image for 2 x 32 px + 4 x 16 px crops). Here the data
 loader only decodes the image and draws the random decisions (:class:`dino_lib.data.crop_params.MultiCropParams`);
 :class:`BatchedMultiCrop` then makes every crop of the batch at once, on the training device:
 
