@@ -100,6 +100,18 @@ class TrainConfig:
     normalization: str = param(
         "imagenet", choices=("imagenet", "hipt"), help="input normalisation, recorded for feature extraction"
     )
+    augmentation: str = param(
+        "pil",
+        choices=("pil", "batched"),
+        help="pil: the reference per-image pipeline; batched: the crops of a whole batch with tensor ops on the "
+        "training device (docs/pretraining.md, Batched augmentation)",
+    )
+    batched_base_size: int | None = param(
+        None,
+        ge=8,
+        help="batched: side S of the square base image the crops are cut from (shorter side resized to S, centre "
+        "crop); null = global_crops_size",
+    )
     # data and task
     task: str = param("images", help="registered training task (dino_lib.train.tasks.TASKS)")
     region: dict = field(default_factory=dict)
@@ -152,6 +164,7 @@ class TrainConfig:
             )
         if self.init_head and not self.init_weights:
             raise ConfigError("init_head: true needs init_weights (a checkpoint with a head)")
+        self._validate_augmentation()
         if self.knn_every and not self.knn_data_path:
             raise ConfigError("knn_every > 0 needs knn_data_path (e.g. sample:labelled)")
         if self.task == "images" and not (_VIT.match(self.arch) or self.arch.startswith("timm:")):
@@ -162,6 +175,26 @@ class TrainConfig:
                     f"arch: unknown architecture {self.arch!r}; expected vit_tiny, vit_small, vit_base "
                     "(optionally _patch8/_patch16), a torchvision model name (e.g. resnet50) or timm:<name>"
                 )
+
+    def _validate_augmentation(self) -> None:
+        if self.augmentation == "pil":  # batched_base_size is ignored, so switching back needs no other change
+            return
+        if self.task != "images":
+            raise ConfigError(
+                f"augmentation: {self.augmentation} works with task: images only, found task: {self.task}"
+            )
+        largest = max(self.global_crops_size, self.local_crops_size)
+        if self.base_size < largest:
+            shown = f"{self.base_size}{' = global_crops_size' if self.batched_base_size is None else ''}"
+            raise ConfigError(
+                f"batched_base_size ({shown}) must be >= the largest crop size ({largest}): the crops are cut from "
+                "the base image"
+            )
+
+    @property
+    def base_size(self) -> int:
+        """Side of the batched augmentation's base image (``batched_base_size``, else ``global_crops_size``)."""
+        return self.batched_base_size or self.global_crops_size
 
     @property
     def ncrops(self) -> int:

@@ -319,11 +319,29 @@ def _open_tensorboard(run_dir: Path) -> Any:
     return TensorBoardWriter(run_dir / "tb")
 
 
+def _device_crops(parts: RunParts, batch: Any, device: torch.device) -> list[torch.Tensor]:
+    """The crops of a collated (micro-)batch on ``device``: moved there, or made there by the task's
+    ``device_transform`` (``augmentation: batched``)."""
+    if parts.task.device_transform is not None:
+        return parts.task.device_transform(batch, device)
+    return [c.to(device, non_blocking=True) for c in batch]
+
+
+def _rows(batch: Any, start: int, end: int) -> Any:
+    """Rows ``start:end`` of every tensor of a collated batch (nested lists, tuples and dicts)."""
+    if isinstance(batch, torch.Tensor):
+        return batch[start:end]
+    if isinstance(batch, dict):
+        return {k: _rows(v, start, end) for k, v in batch.items()}
+    return [_rows(v, start, end) for v in batch]
+
+
 def _forward_backward(
-    parts: RunParts, cfg: TrainConfig, device: torch.device, crops: list[torch.Tensor], epoch: int
+    parts: RunParts, cfg: TrainConfig, device: torch.device, crops: Any, epoch: int
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Forward and backward of one batch, in ``cfg.accumulate_steps`` equal micro-batches; returns the detached
-    batch loss and the loss statistics.
+    batch loss and the loss statistics. ``crops`` is the collated batch (the crop list, or what the task's device
+    transform turns into crops, per micro-batch).
 
     Accumulation keeps the DINO update of the whole batch: each micro-batch's loss (a mean over its images) is
     weighted 1/N so the summed gradients equal the batch gradient, every micro-batch is centred with the same
@@ -332,7 +350,7 @@ def _forward_backward(
     """
     n = cfg.accumulate_steps
     if n == 1:  # the reference iteration, unchanged
-        crops = [c.to(device, non_blocking=True) for c in crops]
+        crops = _device_crops(parts, crops, device)
         with autocast(device, parts.precision):
             with torch.no_grad():
                 teacher_out = parts.teacher(crops[:2])  # (2B, K)
@@ -348,7 +366,7 @@ def _forward_backward(
     teacher_outs, total, entropy = [], torch.zeros((), device=device), torch.zeros((), device=device)
     koleo = torch.zeros((), device=device)
     for j in range(n):
-        chunk = [c[j * micro : (j + 1) * micro].to(device, non_blocking=True) for c in crops]
+        chunk = _device_crops(parts, _rows(crops, j * micro, (j + 1) * micro), device)
         last = j == n - 1
         no_sync = getattr(parts.student_ddp, "no_sync", None)  # DDP: all-reduce the gradients once, at the end
         with contextlib.nullcontext() if last or no_sync is None else no_sync():
@@ -451,9 +469,7 @@ def _train_one_epoch(
     return _epoch_record(run, epoch, meter)
 
 
-def _train_step(
-    run: _Run, epoch: int, it: int, crops: list[torch.Tensor], batch_indices: list[int]
-) -> dict[str, float]:
+def _train_step(run: _Run, epoch: int, it: int, crops: Any, batch_indices: list[int]) -> dict[str, float]:
     """One iteration: schedules, forward/backward, the loss over all ranks, the optimiser step and the EMA."""
     parts, cfg = run.parts, run.cfg
     for g, group in enumerate(parts.optimizer.param_groups):

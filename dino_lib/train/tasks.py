@@ -4,8 +4,11 @@ The loop never hard-codes images: ``cfg.task`` names an entry of :data:`TASKS`, 
 ``build(cfg: TrainConfig) -> Task`` that returns the dataset and the two backbones. ``images`` is registered here;
 packages above the training layer register their own tasks with :func:`register_task` when they are imported
 (``import dino_lib.hierarchical`` registers ``regions``), so training never imports them.
-Dataset items are ``(list of crop tensors, anything)`` with the global crops first, then the local crops. Any
-randomness in the dataset must come from the torch RNG (the loop seeds it per sample for exact resumption).
+Dataset items are ``(list of crop tensors, anything)`` with the global crops first, then the local crops, or, for a
+task with a ``device_transform``, ``(anything collatable, anything)``: the loop then hands each collated batch (or
+gradient-accumulation micro-batch) to ``device_transform(batch, device)``, which returns the crop list on the device
+(``augmentation: batched``). Any randomness in the dataset must come from the torch RNG (the loop seeds it per
+sample for exact resumption); a device transform must be deterministic.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import torch
 import torch.nn as nn
 from torch.utils.data import Dataset
 
@@ -35,6 +39,8 @@ class Task:
         embed_dim: backbone output size (the head's input).
         n_global_crops: 2.
         n_local_crops: number of local crops per item.
+        device_transform: ``(collated batch, device) -> [global_1, global_2, local_1, ...]`` on the device, for
+            datasets whose items are not yet crops (None: the items are the crops).
     """
 
     dataset: Dataset
@@ -44,6 +50,7 @@ class Task:
     embed_dim: int
     n_global_crops: int
     n_local_crops: int
+    device_transform: Callable[[Any, torch.device], list[torch.Tensor]] | None = None
 
 
 TaskBuilder = Callable[["TrainConfig"], Task]
@@ -101,26 +108,42 @@ def build_image_task(cfg: TrainConfig) -> Task:
     """Multi-crop DINO on an image folder (``cfg.data_path``, ``sample:<name>`` allowed)."""
     from torch.utils.data import Subset
 
-    from dino_lib.data.augment import DataAugmentationDINO
     from dino_lib.data.image_folder import ImageDataset
-    from dino_lib.data.normalization import NORMALIZATIONS
     from dino_lib.data.samples import resolve_data_path
 
-    transform = DataAugmentationDINO(
-        global_crops_scale=cfg.global_crops_scale,
-        local_crops_scale=cfg.local_crops_scale,
-        local_crops_number=cfg.local_crops_number,
-        global_crops_size=cfg.global_crops_size,
-        local_crops_size=cfg.local_crops_size,
-        mean=NORMALIZATIONS[cfg.normalization][0],
-        std=NORMALIZATIONS[cfg.normalization][1],
-    )
+    transform, device_transform = _image_augmentation(cfg)
     root = resolve_data_path(cfg.data_path)
     dataset: Dataset = ImageDataset(root, transform, check=cfg.check_images, skip_corrupt=cfg.skip_corrupt_images)
     if cfg.max_images is not None and cfg.max_images < len(dataset):  # type: ignore[arg-type]
         dataset = Subset(dataset, range(cfg.max_images))
     student, teacher = build_backbone_pair(cfg)
-    return Task(dataset, None, student, teacher, int(student.embed_dim), 2, cfg.local_crops_number)
+    return Task(dataset, None, student, teacher, int(student.embed_dim), 2, cfg.local_crops_number, device_transform)
+
+
+def _image_augmentation(cfg: TrainConfig) -> tuple[Callable[[Any], Any], Any]:
+    """``(dataset transform, device transform or None)`` for ``cfg.augmentation``: ``pil`` makes the crops in the
+    dataset; ``batched`` draws the parameters there and makes the crops of a batch on the device."""
+    from dino_lib.data.normalization import NORMALIZATIONS
+
+    mean, std = NORMALIZATIONS[cfg.normalization]
+    crops = dict(
+        global_crops_scale=cfg.global_crops_scale,
+        local_crops_scale=cfg.local_crops_scale,
+        local_crops_number=cfg.local_crops_number,
+        global_crops_size=cfg.global_crops_size,
+        local_crops_size=cfg.local_crops_size,
+    )
+    if cfg.augmentation == "batched":
+        from dino_lib.data.batch_augment import BatchedMultiCrop
+        from dino_lib.data.crop_params import MultiCropParams, crop_specs
+
+        specs = crop_specs(**crops)
+        return MultiCropParams(specs, cfg.base_size), BatchedMultiCrop(specs, mean, std)
+    if cfg.augmentation != "pil":
+        raise ValueError(f"augmentation: expected pil or batched, found {cfg.augmentation!r}")
+    from dino_lib.data.augment import DataAugmentationDINO
+
+    return DataAugmentationDINO(**crops, mean=mean, std=std), None
 
 
 register_task("images", build_image_task)
