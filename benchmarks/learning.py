@@ -8,7 +8,8 @@ the k-NN monitor of the loop on (weighted k-NN, k = 20, T = 0.07, train -> val):
 * ``small_data``: ``params/pretrain/small_data.yaml`` as it is;
 * ``paper``: the reference hyper-parameters (``TrainConfig`` defaults: K = 65536, teacher momentum 0.996,
   lr 0.0005 per 256 images, 8 local crops at scales 0.05-0.4, drop-path 0.1, freeze_last_layer 1, ...), with the
-  backbone, crop sizes, batch and augmentation backend of ``small_data`` and a warm-up of 10 % of the epochs (10 of the paper's 100).
+  backbone, crop sizes, batch and augmentation backend of ``small_data`` and a warm-up of 10 % of the epochs (10 of
+  the paper's 100).
 
 Each recipe first times a few iterations on a 256-image subset, then runs as many whole epochs as fit the budget
 (cosine schedules need the number of epochs up front). The JSON printed holds, per recipe, the teacher's k-NN

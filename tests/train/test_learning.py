@@ -68,8 +68,8 @@ def test_pretraining_improves_knn(tiny_cfg):
 
 SMALL_DATA = Path(__file__).resolve().parents[2] / "params" / "pretrain" / "small_data.yaml"
 #: Points of weighted 20-NN top-1 (digits, held-out split) the short run must add to its initialisation. Measured
-#: with seed 0 in fp32 on an idle 2-core AMD EPYC (AVX-512): 68.3 % -> 90.6 % (+22.3) in 82 s (8 epochs); the margin leaves
-#: room for other thread counts and CPUs.
+#: with seed 0 in fp32 on an idle 2-core AMD EPYC (AVX-512): 68.3 % -> 90.6 % (+22.3) in 82 s (8 epochs); the margin
+#: leaves room for other thread counts and CPUs.
 MIN_GAIN_POINTS = 15.0
 
 
