@@ -21,9 +21,19 @@ import numpy as np
 import torch
 from PIL import Image
 
+from dino_lib.config import from_dict
+from dino_lib.propagation.config import PropagationConfig
 from dino_lib.utils.io import atomic_torch_save, atomic_write, atomic_write_text, safe_torch_load
 
-__all__ = ["write_index_png", "write_probs", "params_key", "read_manifest", "write_manifest", "ResumeState"]
+__all__ = [
+    "write_index_png",
+    "write_probs",
+    "params_key",
+    "read_manifest",
+    "write_manifest",
+    "config_of_predictions",
+    "ResumeState",
+]
 
 MANIFEST = "manifest.json"
 STATE = ".resume_state.pt"
@@ -68,6 +78,17 @@ def read_manifest(run_dir: Path) -> dict[str, Any] | None:
 
 def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> Path:
     return atomic_write_text(run_dir / MANIFEST, json.dumps(manifest, indent=1, default=str))
+
+
+def config_of_predictions(out_dir: str | Path) -> PropagationConfig | None:
+    """The :class:`PropagationConfig` a prediction folder was made with, read from its first run's manifest (the
+    runs of one folder share it); ``None`` for folders without a readable manifest (e.g. another tool's outputs).
+    Used to propagate the same clip again with the same backbone at random weights, for comparison."""
+    for run_dir in sorted(p for p in Path(out_dir).iterdir() if p.is_dir()):
+        manifest = read_manifest(run_dir)
+        if manifest is not None and isinstance(manifest.get("parameters"), dict):
+            return from_dict(PropagationConfig, manifest["parameters"], source=str(run_dir / MANIFEST))
+    return None
 
 
 class ResumeState:

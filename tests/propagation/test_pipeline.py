@@ -145,3 +145,16 @@ def test_feature_cache_is_reused(tmp_path):
     assert first.timings["frames_extracted"] == 4 and second.timings["frames_extracted"] == 0
     assert second.timings["cache_hits"] == 4
     assert len(list(cache.rglob("*.npy"))) == 4
+
+
+def test_config_of_predictions_reads_back_the_settings_of_a_folder(tmp_path):
+    root = write_driving_run(tmp_path / "data", n_frames=4)
+    out = tmp_path / "out"
+    cfg = _cfg(root, out, refresh_label_interval=2, topk=2)
+    propagate(cfg, extractor=OracleExtractor(CELL))
+    again = outputs_mod.config_of_predictions(out)
+    assert again == cfg  # every key, e.g. the interval and top-k that differ from the defaults
+    # a folder without a (readable) manifest has no known settings
+    assert outputs_mod.config_of_predictions(tmp_path / "data") is None
+    (out / "run1" / "manifest.json").write_text("{ truncated")
+    assert outputs_mod.config_of_predictions(out) is None
