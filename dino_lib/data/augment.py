@@ -21,11 +21,20 @@ from dino_lib.data.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["DataAugmentationDINO", "PILGaussianBlur", "PILSolarize"]
 
+# The reference's augmentation settings, stated once: the batched pipeline (dino_lib.data.crop_params) draws with
+# the same values.
+CROP_RATIO = (3 / 4, 4 / 3)  # aspect-ratio range of RandomResizedCrop
+P_FLIP, P_JITTER, P_GRAY = 0.5, 0.8, 0.2
+JITTER_STRENGTH = (0.4, 0.4, 0.2, 0.1)  # ColorJitter brightness, contrast, saturation, hue
+BLUR_RADIUS = (0.1, 2.0)  # Pillow Gaussian blur radius range
+P_BLUR_GLOBAL_1, P_BLUR_GLOBAL_2, P_BLUR_LOCAL = 1.0, 0.1, 0.5
+P_SOLARIZE, SOLARIZE_THRESHOLD = 0.2, 128  # global crop 2 only
+
 
 class PILGaussianBlur:
     """Pillow Gaussian blur with probability ``p`` (``u <= p``) and radius uniform in ``[radius_min, radius_max]``."""
 
-    def __init__(self, p: float = 0.5, radius_min: float = 0.1, radius_max: float = 2.0) -> None:
+    def __init__(self, p: float = 0.5, radius_min: float = BLUR_RADIUS[0], radius_max: float = BLUR_RADIUS[1]) -> None:
         self.p, self.radius_min, self.radius_max = p, radius_min, radius_max
 
     def __call__(self, img: Image.Image) -> Image.Image:
@@ -41,7 +50,7 @@ class PILGaussianBlur:
 class PILSolarize:
     """Pillow solarisation (pixels >= ``threshold`` inverted) with probability ``p`` (``u < p``)."""
 
-    def __init__(self, p: float = 0.2, threshold: int = 128) -> None:
+    def __init__(self, p: float = P_SOLARIZE, threshold: int = SOLARIZE_THRESHOLD) -> None:
         self.p, self.threshold = p, threshold
 
     def __call__(self, img: Image.Image) -> Image.Image:
@@ -55,9 +64,9 @@ class PILSolarize:
 
 def _flip_and_color() -> list:
     return [
-        v2.RandomHorizontalFlip(p=0.5),
-        v2.RandomApply([v2.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1)], p=0.8),
-        v2.RandomGrayscale(p=0.2),
+        v2.RandomHorizontalFlip(p=P_FLIP),
+        v2.RandomApply([v2.ColorJitter(*JITTER_STRENGTH)], p=P_JITTER),
+        v2.RandomGrayscale(p=P_GRAY),
     ]
 
 
@@ -90,23 +99,23 @@ class DataAugmentationDINO:
         bicubic = InterpolationMode.BICUBIC
 
         def crop(size: int, scale: Sequence[float]) -> v2.RandomResizedCrop:
-            return v2.RandomResizedCrop(size, scale=tuple(scale), ratio=(3 / 4, 4 / 3), interpolation=bicubic)
+            return v2.RandomResizedCrop(size, scale=tuple(scale), ratio=CROP_RATIO, interpolation=bicubic)
 
         norm = _normalize(mean, std)
         self.global_transfo1 = v2.Compose(
-            [crop(global_crops_size, global_crops_scale), *_flip_and_color(), PILGaussianBlur(1.0), *norm]
+            [crop(global_crops_size, global_crops_scale), *_flip_and_color(), PILGaussianBlur(P_BLUR_GLOBAL_1), *norm]
         )
         self.global_transfo2 = v2.Compose(
             [
                 crop(global_crops_size, global_crops_scale),
                 *_flip_and_color(),
-                PILGaussianBlur(0.1),
-                PILSolarize(0.2),
+                PILGaussianBlur(P_BLUR_GLOBAL_2),
+                PILSolarize(P_SOLARIZE),
                 *norm,
             ]
         )
         self.local_transfo = v2.Compose(
-            [crop(local_crops_size, local_crops_scale), *_flip_and_color(), PILGaussianBlur(0.5), *norm]
+            [crop(local_crops_size, local_crops_scale), *_flip_and_color(), PILGaussianBlur(P_BLUR_LOCAL), *norm]
         )
         self.local_crops_number = local_crops_number
 

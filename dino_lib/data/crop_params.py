@@ -22,13 +22,26 @@ from PIL import Image
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
+from dino_lib.data.augment import (
+    BLUR_RADIUS,
+    CROP_RATIO,
+    JITTER_STRENGTH,
+    P_BLUR_GLOBAL_1,
+    P_BLUR_GLOBAL_2,
+    P_BLUR_LOCAL,
+    P_FLIP,
+    P_GRAY,
+    P_JITTER,
+    P_SOLARIZE,
+)
+
 __all__ = ["CropSpec", "MultiCropParams", "crop_specs", "sample_box", "base_image"]
 
-RATIO = (3 / 4, 4 / 3)  # aspect-ratio range of the reference's RandomResizedCrop
-JITTER = ((0.6, 1.4), (0.6, 1.4), (0.8, 1.2), (-0.1, 0.1))  # ColorJitter(0.4, 0.4, 0.2, 0.1) factor ranges
+RATIO = CROP_RATIO
+# ColorJitter's factor ranges, derived from the strengths as torchvision does: 1 +- strength, hue +- strength
+JITTER = tuple((1.0 - v, 1.0 + v) for v in JITTER_STRENGTH[:3]) + ((-JITTER_STRENGTH[3], JITTER_STRENGTH[3]),)
 IDENTITY_FACTORS = (1.0, 1.0, 1.0, 0.0)  # brightness, contrast, saturation, hue factors that change nothing
-P_FLIP, P_JITTER, P_GRAY, P_SOLARIZE = 0.5, 0.8, 0.2, 0.2
-SIGMA_RANGE = (0.1, 2.0)  # the reference's Pillow blur radius (a standard deviation in pixels)
+SIGMA_RANGE = BLUR_RADIUS  # the reference's Pillow blur radius (a standard deviation in pixels)
 _LOG_RATIO = torch.log(torch.tensor(RATIO))  # float32, as torchvision's, so the draws are the same numbers
 
 
@@ -55,9 +68,9 @@ def crop_specs(
 ) -> list[CropSpec]:
     """The reference's crops: global 1 (blur p 1.0), global 2 (blur p 0.1, solarise p 0.2), locals (blur p 0.5)."""
     return [
-        CropSpec(global_crops_size, _pair(global_crops_scale), 1.0),
-        CropSpec(global_crops_size, _pair(global_crops_scale), 0.1, P_SOLARIZE),
-        *[CropSpec(local_crops_size, _pair(local_crops_scale), 0.5) for _ in range(local_crops_number)],
+        CropSpec(global_crops_size, _pair(global_crops_scale), P_BLUR_GLOBAL_1),
+        CropSpec(global_crops_size, _pair(global_crops_scale), P_BLUR_GLOBAL_2, P_SOLARIZE),
+        *[CropSpec(local_crops_size, _pair(local_crops_scale), P_BLUR_LOCAL) for _ in range(local_crops_number)],
     ]
 
 
